@@ -1,0 +1,173 @@
+"""Sequence-to-one recurrent regressors: stacked RNN / LSTM / GRU layers and a linear head.
+
+Parameters live in ``model.params`` keyed exactly like the ``state_dict`` of a PyTorch module
+holding ``rnn = nn.{RNN,LSTM,GRU}(input_size, hidden_size, num_layers, batch_first=True)`` and
+``head = nn.Linear(hidden_size, 1)``, so weights move between the two with a plain copy.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from rnnlab import layers
+
+KINDS = ("rnn", "lstm", "gru")
+DTYPES = ("float64", "float32")
+
+
+def param_shapes(kind: str, input_size: int, hidden_size: int, num_layers: int = 1) -> dict[str, tuple]:
+    """Shape of every parameter, in PyTorch ``state_dict`` order."""
+    gates_hidden = layers.GATE_COUNT[kind] * hidden_size
+    shapes = {}
+    for k in range(num_layers):
+        layer_input = input_size if k == 0 else hidden_size
+        shapes[f"rnn.weight_ih_l{k}"] = (gates_hidden, layer_input)
+        shapes[f"rnn.weight_hh_l{k}"] = (gates_hidden, hidden_size)
+        shapes[f"rnn.bias_ih_l{k}"] = (gates_hidden,)
+        shapes[f"rnn.bias_hh_l{k}"] = (gates_hidden,)
+    shapes["head.weight"] = (1, hidden_size)
+    shapes["head.bias"] = (1,)
+    return shapes
+
+
+def _check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be a whole number ≥ {minimum}, got {value!r}.")
+
+
+class RecurrentModel:
+    """A stack of ``num_layers`` recurrent layers and a linear head on the last hidden state.
+
+    Use :func:`create_model` to build one with PyTorch's default initialisation.
+    """
+
+    def __init__(self, kind, input_size, hidden_size, num_layers, params, dtype="float64"):
+        self.kind = kind
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dtype = dtype
+        self.params: dict[str, np.ndarray] = {}
+        self.set_params(params)
+
+    # -- parameters ---------------------------------------------------------------------------
+    def set_params(self, params: dict[str, np.ndarray]) -> None:
+        """Copy ``params`` in (cast to the model dtype) after checking every key and shape."""
+        expected = param_shapes(self.kind, self.input_size, self.hidden_size, self.num_layers)
+        missing = sorted(set(expected) - set(params))
+        unexpected = sorted(set(params) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"These weights do not fit a {self.num_layers}-layer {self.kind.upper()} "
+                f"(missing {missing or 'none'}, unexpected {unexpected or 'none'})."
+            )
+        for name, shape in expected.items():
+            if tuple(np.shape(params[name])) != shape:
+                raise ValueError(f"Weight {name} has shape {np.shape(params[name])}, expected {shape}.")
+        self.params = {name: np.array(params[name], dtype=self.dtype, copy=True) for name in expected}
+
+    def copy(self) -> "RecurrentModel":
+        return copy.deepcopy(self)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- forward / backward -------------------------------------------------------------------
+    def _time_major(self, x):
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"Expected inputs of shape (batch, lookback, {self.input_size}), got {x.shape}.")
+        return np.ascontiguousarray(x.transpose(1, 0, 2))
+
+    def _layer_weights(self, k):
+        p = self.params
+        return (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"])
+
+    def _forward(self, x):
+        """x: (batch, lookback, input_size) -> prediction (batch,), per-layer caches."""
+        h_seq = self._time_major(x)
+        caches = []
+        forward = layers.FORWARD[self.kind]
+        for k in range(self.num_layers):
+            h_seq, cache = forward(h_seq, *self._layer_weights(k))
+            caches.append(cache)
+        last = h_seq[-1]  # (batch, H)
+        prediction = last @ self.params["head.weight"][0] + self.params["head.bias"][0]
+        return prediction, last, caches
+
+    def predict(self, x) -> np.ndarray:
+        """x: (batch, lookback, input_size) -> (batch,) predictions (in the scale of training targets)."""
+        return self._forward(x)[0]
+
+    def loss_and_grads(self, x, y, return_step_norms=False):
+        """Mean squared error over the batch and its gradient for every parameter.
+
+        x: (batch, lookback, input_size); y: (batch,).
+        Returns ``(loss, grads)``, or ``(loss, grads, step_norms)`` with ``step_norms`` (lookback,)
+        = ‖∂L/∂h_t‖ of the last recurrent layer at every step of the window.
+        """
+        y = np.asarray(y, dtype=self.dtype).reshape(-1)
+        prediction, last, caches = self._forward(x)
+        if y.shape[0] != prediction.shape[0]:
+            raise ValueError(f"Got {prediction.shape[0]} input windows but {y.shape[0]} targets.")
+        error = prediction - y
+        loss = float(np.mean(error * error))
+        d_prediction = (2.0 / error.shape[0]) * error  # (batch,)
+
+        grads = {
+            "head.weight": (d_prediction @ last)[None, :],
+            "head.bias": np.array([d_prediction.sum()], dtype=self.dtype),
+        }
+        steps, batch = caches[0][0].shape[:2]
+        # only the last step feeds the head; every other step's outside gradient is zero
+        dh_seq = np.zeros((steps, batch, self.hidden_size), dtype=self.dtype)
+        dh_seq[-1] = np.outer(d_prediction, self.params["head.weight"][0])
+        backward = layers.BACKWARD[self.kind]
+        step_norms = None
+        for k in reversed(range(self.num_layers)):
+            dh_seq, layer_grads, dh_norms = backward(dh_seq, caches[k])
+            if step_norms is None:
+                step_norms = dh_norms
+            for name, grad in layer_grads.items():
+                grads[f"rnn.{name}_l{k}"] = grad
+        grads = {name: grads[name] for name in self.params}  # same order as params
+        if return_step_norms:
+            return loss, grads, step_norms
+        return loss, grads
+
+    def gate_activations(self, x) -> dict[str, np.ndarray]:
+        """Gate activations of a forward pass: ``"l{k}.{gate}"`` -> (batch, lookback, H).
+
+        LSTM gates i, f, g, o; GRU gates r, z, n; the plain RNN has none (empty dict).
+        """
+        _, _, caches = self._forward(x)
+        out = {}
+        for k, cache in enumerate(caches):
+            for gate, values in layers.gate_activations(self.kind, cache).items():
+                out[f"l{k}.{gate}"] = np.ascontiguousarray(values.transpose(1, 0, 2))
+        return out
+
+
+def create_model(kind, input_size, hidden_size, num_layers=1, seed=0, dtype="float64") -> RecurrentModel:
+    """Build a model with PyTorch's default initialisation U(−1/√H, 1/√H) for every parameter.
+
+    The head uses ``nn.Linear``'s default bound, 1/√fan_in = 1/√H, too. The same seed always gives
+    bit-identical parameters (a NumPy ``default_rng(seed)``, drawn in ``state_dict`` order, in
+    float64 and then cast, so float32 models start from the rounded float64 weights).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown model kind {kind!r}: choose one of {', '.join(KINDS)}.")
+    if str(dtype) not in DTYPES:
+        raise ValueError(f"Unknown precision {dtype!r}: choose float64 or float32.")
+    _check_positive_int("input_size", input_size)
+    _check_positive_int("hidden_size", hidden_size)
+    _check_positive_int("num_layers", num_layers)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(hidden_size)
+    params = {
+        name: rng.uniform(-bound, bound, size=shape)
+        for name, shape in param_shapes(kind, input_size, hidden_size, num_layers).items()
+    }
+    return RecurrentModel(kind, input_size, hidden_size, num_layers, params, dtype=str(dtype))
