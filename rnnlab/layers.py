@@ -3,16 +3,19 @@
 Every layer follows one pattern (after CS231n's ``*_forward`` / ``*_backward`` pairs, applied to
 the whole window rather than to a single step):
 
-    h_seq, cache = <kind>_forward(x, weight_ih, weight_hh, bias_ih, bias_hh)
-    dx, grads    = <kind>_backward(dh_seq, cache)
+    h_seq, cache          = <kind>_forward(x, weight_ih, weight_hh, bias_ih, bias_hh, ws=None)
+    dx, grads, dh_all     = <kind>_backward(dh_seq, cache, dh_last=None, need_dx=True)
 
 Arrays are **time-major** inside the engine:
 
     x:      (time, batch, input_size)
     h_seq:  (time, batch, hidden)        hidden state after every step
     dh_seq: (time, batch, hidden)        dL/dh_t coming from *outside* the recurrence at every step
-                                         (a head on the last step only, the next layer, or a loss
-                                         on every step as in the golden hand-worked example)
+                                         (the next layer, or a loss on every step as in the golden
+                                         hand-worked example) — or None with ``dh_last`` (batch,
+                                         hidden) when only the last step feeds a head
+    dh_all: (time, batch, hidden)        the *total* dL/dh_t, outside plus through the recurrence,
+                                         from which the per-step gradient norms are charted
 
 Weights use PyTorch's layout and gate order so a ``state_dict`` round-trips unchanged:
 
@@ -21,13 +24,15 @@ Weights use PyTorch's layout and gate order so a ``state_dict`` round-trips unch
     lstm G=4: gates i, f, g, o
     gru  G=3: gates r, z, n with b_hn inside r * (W_hn h + b_hn)
 
-Speed: the input projection of all time steps is one matmul before the loop; the loop does one
-(batch, H) @ (H, G*H) matmul per step; after the backward loop the weight gradients are again one
-matmul each over all steps at once. No Python loop runs over samples.
-
-The backward functions also return ``dh_norms``: the Frobenius norm of the total dL/dh_t (outside
-gradient plus what flows back through the recurrence) at every step, shape (time,), so the
-dashboard can show how gradients fade across the lookback window.
+Speed, measured in ``benchmarks/bench_engine.py``:
+- the input projection of all steps is one matmul before the loop, the loop does one
+  (batch, H) @ (H, G*H) matmul per step, and after the backward loop each weight gradient is one
+  matmul over all steps at once; no Python loop runs over samples;
+- every gradient factor that does not depend on the incoming gradient is computed for all steps
+  at once before the backward loop, so each step is a handful of NumPy calls;
+- scratch arrays come from a :class:`Workspace` reused between calls, and every operation writes
+  into them with ``out=``: fresh multi-megabyte temporaries cost more in page faults than the
+  arithmetic they hold.
 """
 
 from __future__ import annotations
@@ -38,15 +43,33 @@ GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
+class Workspace:
+    """Named scratch arrays kept from one call to the next while their shape and dtype hold.
+
+    A cache returned by a forward pass points into its workspace, so it stays valid only until
+    the next forward pass that uses the same workspace.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        array = self._arrays.get(name)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype=dtype)
+        return array
+
+
 def sigmoid(a: np.ndarray) -> np.ndarray:
     """Logistic function written via tanh: exact, and never overflows for large |a|."""
     return 0.5 * (np.tanh(0.5 * a) + 1.0)
 
 
-def _project_inputs(x, weight_ih, bias):
+def _project_inputs(x, weight_ih, bias, ws):
     """All time steps' input projections in one matmul: (T, B, D) -> (T, B, G*H)."""
     steps, batch, inputs = x.shape
-    projected = x.reshape(steps * batch, inputs) @ weight_ih.T
+    projected = ws.get("projected", (steps * batch, weight_ih.shape[0]), x.dtype)
+    np.matmul(x.reshape(steps * batch, inputs), weight_ih.T, out=projected)
     projected += bias
     return projected.reshape(steps, batch, -1)
 
@@ -65,193 +88,316 @@ def _weight_grads(d_pre, x, h_prev_seq):
     return d_weight_ih, d_weight_hh
 
 
-def _h0(batch, hidden, dtype):
-    return np.zeros((batch, hidden), dtype=dtype)
+def _input_grad(d_pre_x, weight_ih, ws, need_dx):
+    """dL/dx (T, B, D) = d_pre_x @ W_ih, or None for a first layer whose input needs no gradient."""
+    if not need_dx:
+        return None
+    steps, batch, gates_hidden = d_pre_x.shape
+    dx = ws.get("dx", (steps * batch, weight_ih.shape[1]), d_pre_x.dtype)
+    np.matmul(d_pre_x.reshape(steps * batch, gates_hidden), weight_ih, out=dx)
+    return dx.reshape(steps, batch, -1)
+
+
+def _backward_loop(dh_seq, dh_last, d_pre, dh_all, step_grad, weight_hh):
+    """The reversed time loop shared by every kind.
+
+    ``dh_all[t]`` receives the total dL/dh_t (outside gradient + recurrence); ``step_grad(t, dh)``
+    fills ``d_pre[t]`` (the gate pre-activation gradient at step t) and returns what reaches
+    h_{t-1} by a path other than the recurrent matmul (the GRU's z ⊙ dh), or None. The recurrent
+    matmul writes straight into ``dh_all[t-1]``; its input is the last G*H columns of ``d_pre[t]``
+    (the GRU keeps its input-side gradient in front of them).
+    """
+    steps = dh_all.shape[0]
+    dh_all[-1] = dh_seq[-1] if dh_seq is not None else dh_last
+    recurrent_cols = weight_hh.shape[0]
+    for t in range(steps - 1, -1, -1):
+        direct = step_grad(t, dh_all[t])
+        if t == 0:
+            break
+        np.matmul(d_pre[t][:, -recurrent_cols:], weight_hh, out=dh_all[t - 1])
+        if direct is not None:
+            dh_all[t - 1] += direct
+        if dh_seq is not None:
+            dh_all[t - 1] += dh_seq[t - 1]
+
+
+def step_norms(dh_all):
+    """‖dL/dh_t‖ (Frobenius over the batch) for every step: dh_all (T, B, H) -> (T,) float64."""
+    return np.sqrt(np.einsum("tbh,tbh->t", dh_all, dh_all, dtype=np.float64))
+
+
+def _sigmoid_half_scale(gate_names, hidden, dtype, sigmoid_gates):
+    """(G*H,) vector: 0.5 on sigmoid-gate rows, 1 on tanh-gate rows.
+
+    σ(a) = ½·tanh(½a) + ½, so pre-multiplying the sigmoid rows of the weights by ½ lets a single
+    tanh over all gates, then ``*= scale; += 1 - scale``, activate every gate in three calls.
+    """
+    scale = np.ones(len(gate_names) * hidden, dtype=dtype)
+    for k, gate in enumerate(gate_names):
+        if gate in sigmoid_gates:
+            scale[k * hidden : (k + 1) * hidden] = 0.5
+    return scale
 
 
 # ---------------------------------------------------------------------------------------------
 # Elman RNN (tanh)
 # ---------------------------------------------------------------------------------------------
-def rnn_forward(x, weight_ih, weight_hh, bias_ih, bias_hh):
+def rnn_forward(x, weight_ih, weight_hh, bias_ih, bias_hh, ws=None):
     """tanh RNN over a sequence. x: (T, B, D) -> h_seq (T, B, H), cache."""
+    ws = Workspace() if ws is None else ws
     steps, batch, _ = x.shape
     hidden = weight_hh.shape[1]
-    pre_x = _project_inputs(x, weight_ih, bias_ih + bias_hh)
-    h_all = np.empty((steps + 1, batch, hidden), dtype=x.dtype)  # h_all[0] is h_{-1} = 0
+    pre_x = _project_inputs(x, weight_ih, bias_ih + bias_hh, ws)
+    h_all = ws.get("h_all", (steps + 1, batch, hidden), x.dtype)  # h_all[0] is h_{-1} = 0
     h_all[0] = 0.0
     weight_hh_t = weight_hh.T
     for t in range(steps):
-        np.tanh(pre_x[t] + h_all[t] @ weight_hh_t, out=h_all[t + 1])
-    return h_all[1:], (x, h_all, weight_ih, weight_hh)
+        h_next = h_all[t + 1]
+        np.matmul(h_all[t], weight_hh_t, out=h_next)
+        h_next += pre_x[t]
+        np.tanh(h_next, out=h_next)
+    return h_all[1:], (x, h_all, weight_ih, weight_hh, ws)
 
 
-def rnn_backward(dh_seq, cache):
-    """Backward of :func:`rnn_forward`. dh_seq: (T, B, H) -> dx (T, B, D), grads, dh_norms (T,)."""
-    x, h_all, weight_ih, weight_hh = cache
-    steps = x.shape[0]
-    d_pre = np.empty_like(h_all[1:])
-    dh_norms = np.empty(steps)
-    dh_next = np.zeros_like(h_all[0])
-    for t in reversed(range(steps)):
-        dh = dh_seq[t] + dh_next
-        dh_norms[t] = np.linalg.norm(dh)
-        h = h_all[t + 1]
-        np.multiply(dh, 1.0 - h * h, out=d_pre[t])  # tanh' = 1 - tanh^2
-        dh_next = d_pre[t] @ weight_hh
+def rnn_backward(dh_seq, cache, dh_last=None, need_dx=True):
+    """Backward of :func:`rnn_forward`. Returns dx (T, B, D) or None, grads, dh_all (T, B, H)."""
+    x, h_all, weight_ih, weight_hh, ws = cache
+    h_seq = h_all[1:]
+    shape = h_seq.shape
+    tanh_deriv = ws.get("tanh_deriv", shape, x.dtype)  # 1 − h², for all steps at once
+    np.multiply(h_seq, h_seq, out=tanh_deriv)
+    np.subtract(1.0, tanh_deriv, out=tanh_deriv)
+    d_pre = ws.get("d_pre", shape, x.dtype)
+    dh_all = ws.get("dh_all", shape, x.dtype)
+
+    def step_grad(t, dh):
+        np.multiply(dh, tanh_deriv[t], out=d_pre[t])
+
+    _backward_loop(dh_seq, dh_last, d_pre, dh_all, step_grad, weight_hh)
     d_weight_ih, d_weight_hh = _weight_grads(d_pre, x, h_all[:-1])
     d_bias = d_pre.sum(axis=(0, 1))
-    dx = d_pre @ weight_ih
     grads = {"weight_ih": d_weight_ih, "weight_hh": d_weight_hh, "bias_ih": d_bias, "bias_hh": d_bias.copy()}
-    return dx, grads, dh_norms
+    return _input_grad(d_pre, weight_ih, ws, need_dx), grads, dh_all
 
 
 # ---------------------------------------------------------------------------------------------
 # LSTM (gates i, f, g, o)
 # ---------------------------------------------------------------------------------------------
-def lstm_forward(x, weight_ih, weight_hh, bias_ih, bias_hh):
+def lstm_forward(x, weight_ih, weight_hh, bias_ih, bias_hh, ws=None):
     """LSTM over a sequence. x: (T, B, D) -> h_seq (T, B, H), cache.
 
-    The cache keeps the gate activations ``acts`` (T, B, 4H) in order i, f, g, o, the cell
-    states ``c_all`` (T+1, B, H) and hidden states ``h_all`` (T+1, B, H), index 0 being the zero
-    initial state.
+    Each step is one matmul ``[x_t, h_{t-1}, 1] @ [W_ih; W_hh; b]ᵀ`` written straight into the
+    gate buffer: ``inputs`` (T+1, B, D+H+1) holds x_t, h_{t-1} and a column of ones, and the
+    forward loop writes h_t into the next row's hidden slot. The cache keeps the gate
+    activations ``acts`` (T, B, 4H) in order i, f, g, o, the cell states ``c_all`` (T+1, B, H)
+    (index 0 is the zero initial state) and ``tanh_c`` (T, B, H).
     """
-    steps, batch, _ = x.shape
+    ws = Workspace() if ws is None else ws
+    steps, batch, inputs_size = x.shape
     hidden = weight_hh.shape[1]
-    acts = _project_inputs(x, weight_ih, bias_ih + bias_hh)  # pre-activations, made activations in place
-    h_all = np.empty((steps + 1, batch, hidden), dtype=x.dtype)
-    c_all = np.empty((steps + 1, batch, hidden), dtype=x.dtype)
-    tanh_c = np.empty((steps, batch, hidden), dtype=x.dtype)
-    h_all[0] = 0.0
+    dtype = x.dtype
+    width = inputs_size + hidden + 1
+    hidden_cols = slice(inputs_size, inputs_size + hidden)
+    scale = _sigmoid_half_scale(GATES["lstm"], hidden, dtype, "ifo")
+    offset = 1.0 - scale
+    inputs = ws.get("inputs", (steps + 1, batch, width), dtype)
+    inputs[:steps, :, :inputs_size] = x
+    inputs[0, :, hidden_cols] = 0.0
+    inputs[:, :, -1] = 1.0
+    stacked = ws.get("stacked_weights", (width, 4 * hidden), dtype)  # [W_ih; W_hh; b]ᵀ, sigmoid rows halved
+    np.multiply(weight_ih.T, scale, out=stacked[:inputs_size])
+    np.multiply(weight_hh.T, scale, out=stacked[hidden_cols])
+    np.add(bias_ih, bias_hh, out=stacked[-1])
+    stacked[-1] *= scale
+    acts = ws.get("acts", (steps, batch, 4 * hidden), dtype)
+    c_all = ws.get("c_all", (steps + 1, batch, hidden), dtype)
+    tanh_c = ws.get("tanh_c", (steps, batch, hidden), dtype)
+    input_times_candidate = ws.get("i_times_g", (batch, hidden), dtype)
     c_all[0] = 0.0
-    weight_hh_t = weight_hh.T
-    h3 = 3 * hidden
+    h2, h3 = 2 * hidden, 3 * hidden
     for t in range(steps):
         gates = acts[t]
-        gates += h_all[t] @ weight_hh_t
-        # i, f, o are sigmoids, g is tanh; sigmoid(a) = (tanh(a/2) + 1) / 2 lets one tanh call do all four
-        gates[:, : 2 * hidden] *= 0.5
-        gates[:, h3:] *= 0.5
+        np.matmul(inputs[t], stacked, out=gates)
         np.tanh(gates, out=gates)
-        gates[:, : 2 * hidden] += 1.0
-        gates[:, : 2 * hidden] *= 0.5
-        gates[:, h3:] += 1.0
-        gates[:, h3:] *= 0.5
-        i, f, g, o = gates[:, :hidden], gates[:, hidden : 2 * hidden], gates[:, 2 * hidden : h3], gates[:, h3:]
+        gates *= scale
+        gates += offset
         c = c_all[t + 1]
-        np.multiply(f, c_all[t], out=c)
-        c += i * g
+        np.multiply(gates[:, hidden:h2], c_all[t], out=c)  # f ⊙ c_{t-1}
+        np.multiply(gates[:, :hidden], gates[:, h2:h3], out=input_times_candidate)  # i ⊙ g
+        c += input_times_candidate
         np.tanh(c, out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=h_all[t + 1])
-    return h_all[1:], (x, acts, h_all, c_all, tanh_c, weight_ih, weight_hh)
+        np.multiply(gates[:, h3:], tanh_c[t], out=inputs[t + 1, :, hidden_cols])  # h_t = o ⊙ tanh(c)
+    h_seq = inputs[1:, :, hidden_cols]
+    return h_seq, (inputs, acts, h_seq, c_all, tanh_c, weight_ih, weight_hh, ws)
 
 
-def lstm_backward(dh_seq, cache):
-    """Backward of :func:`lstm_forward`. dh_seq: (T, B, H) -> dx (T, B, D), grads, dh_norms (T,)."""
-    x, acts, h_all, c_all, tanh_c, weight_ih, weight_hh = cache
-    steps, batch, hidden = dh_seq.shape
+def lstm_backward(dh_seq, cache, dh_last=None, need_dx=True):
+    """Backward of :func:`lstm_forward` (arguments and returns as in :func:`rnn_backward`)."""
+    inputs, acts, h_seq, c_all, tanh_c, weight_ih, weight_hh, ws = cache
+    steps, batch, gates_hidden = acts.shape
+    hidden = gates_hidden // 4
+    inputs_size = weight_ih.shape[1]
+    dtype = acts.dtype
     h2, h3 = 2 * hidden, 3 * hidden
-    d_pre = np.empty_like(acts)
-    dh_norms = np.empty(steps)
-    dh_next = np.zeros((batch, hidden), dtype=x.dtype)
-    dc_next = np.zeros((batch, hidden), dtype=x.dtype)
-    for t in reversed(range(steps)):
-        dh = dh_seq[t] + dh_next
-        dh_norms[t] = np.linalg.norm(dh)
-        gates = acts[t]
-        i, f, g, o = gates[:, :hidden], gates[:, hidden:h2], gates[:, h2:h3], gates[:, h3:]
-        tc = tanh_c[t]
-        dc = dc_next + dh * o * (1.0 - tc * tc)
-        dg = d_pre[t]
-        dg[:, :hidden] = dc * g * i * (1.0 - i)
-        dg[:, hidden:h2] = dc * c_all[t] * f * (1.0 - f)
-        dg[:, h2:h3] = dc * i * (1.0 - g * g)
-        dg[:, h3:] = dh * tc * o * (1.0 - o)
-        dc_next = dc * f
-        dh_next = dg @ weight_hh
-    d_weight_ih, d_weight_hh = _weight_grads(d_pre, x, h_all[:-1])
-    d_bias = d_pre.sum(axis=(0, 1))
-    dx = d_pre @ weight_ih
-    grads = {"weight_ih": d_weight_ih, "weight_hh": d_weight_hh, "bias_ih": d_bias, "bias_hh": d_bias.copy()}
-    return dx, grads, dh_norms
+    i, f, g, o = acts[..., :hidden], acts[..., hidden:h2], acts[..., h2:h3], acts[..., h3:]
+    # Factors that do not depend on the incoming gradient, for all steps at once:
+    #   dc_t  = f_{t+1} ⊙ dc_{t+1} + dh_t ⊙ o ⊙ (1 − tanh²c)
+    #   d(i, f, g) pre-activations = dc_t ⊙ (g·i(1−i), c_{t−1}·f(1−f), i·(1−g²))
+    #   d(o) pre-activation        = dh_t ⊙ tanh(c)·o(1−o)
+    dc_from_dh = ws.get("dc_from_dh", tanh_c.shape, dtype)
+    np.multiply(tanh_c, tanh_c, out=dc_from_dh)
+    np.subtract(1.0, dc_from_dh, out=dc_from_dh)
+    dc_from_dh *= o
+    cell_factors = ws.get("cell_factors", (steps, batch, 3, hidden), dtype)
+    factor = cell_factors[:, :, 0]
+    np.subtract(1.0, i, out=factor)
+    factor *= i
+    factor *= g
+    factor = cell_factors[:, :, 1]
+    np.subtract(1.0, f, out=factor)
+    factor *= f
+    factor *= c_all[:-1]
+    factor = cell_factors[:, :, 2]
+    np.multiply(g, g, out=factor)
+    np.subtract(1.0, factor, out=factor)
+    factor *= i
+    output_factor = ws.get("output_factor", tanh_c.shape, dtype)
+    np.subtract(1.0, o, out=output_factor)
+    output_factor *= o
+    output_factor *= tanh_c
+
+    d_pre = ws.get("d_pre", acts.shape, dtype)
+    d_pre_blocks = d_pre.reshape(steps, batch, 4, hidden)
+    dh_all = ws.get("dh_all", tanh_c.shape, dtype)
+    dc = ws.get("dc", (batch, hidden), dtype)
+    dc_term = ws.get("dc_term", (batch, hidden), dtype)
+
+    def step_grad(t, dh):
+        if t == steps - 1:
+            np.multiply(dh, dc_from_dh[t], out=dc)
+        else:
+            np.multiply(dc, f[t + 1], out=dc)
+            np.multiply(dh, dc_from_dh[t], out=dc_term)
+            np.add(dc, dc_term, out=dc)
+        np.multiply(cell_factors[t], dc[:, None, :], out=d_pre_blocks[t, :, :3])
+        np.multiply(dh, output_factor[t], out=d_pre_blocks[t, :, 3])
+
+    _backward_loop(dh_seq, dh_last, d_pre, dh_all, step_grad, weight_hh)
+    # [dW_ih | dW_hh | db] in one GEMM over all steps: d_preᵀ @ [x_t, h_{t-1}, 1]
+    width = inputs.shape[2]
+    stacked_grad = d_pre.reshape(steps * batch, gates_hidden).T @ inputs[:-1].reshape(steps * batch, width)
+    d_bias = stacked_grad[:, -1].copy()
+    grads = {
+        "weight_ih": stacked_grad[:, :inputs_size].copy(),
+        "weight_hh": stacked_grad[:, inputs_size:-1].copy(),
+        "bias_ih": d_bias,
+        "bias_hh": d_bias.copy(),
+    }
+    return _input_grad(d_pre, weight_ih, ws, need_dx), grads, dh_all
 
 
 # ---------------------------------------------------------------------------------------------
 # GRU (gates r, z, n; b_hn inside the reset product, as in PyTorch)
 # ---------------------------------------------------------------------------------------------
-def gru_forward(x, weight_ih, weight_hh, bias_ih, bias_hh):
+def gru_forward(x, weight_ih, weight_hh, bias_ih, bias_hh, ws=None):
     """GRU over a sequence. x: (T, B, D) -> h_seq (T, B, H), cache.
 
     r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h.
-    The cache keeps ``acts`` (T, B, 3H) = r, z, n and ``hn`` (T, B, H) = W_hn h + b_hn.
+    The cache keeps ``acts`` (T, B, 3H) = r, z, n and ``hn_all`` (T, B, H) = W_hn h + b_hn.
     """
+    ws = Workspace() if ws is None else ws
     steps, batch, _ = x.shape
     hidden = weight_hh.shape[1]
+    dtype = x.dtype
     h2 = 2 * hidden
+    scale = _sigmoid_half_scale(GATES["gru"], hidden, dtype, "rz")
     # r and z take both biases up front; n's hidden bias must stay inside the reset product
     fused_bias = bias_ih.copy()
     fused_bias[:h2] += bias_hh[:h2]
-    acts = _project_inputs(x, weight_ih, fused_bias)
-    hn_all = np.empty((steps, batch, hidden), dtype=x.dtype)
-    h_all = np.empty((steps + 1, batch, hidden), dtype=x.dtype)
-    h_all[0] = 0.0
-    weight_hh_t = weight_hh.T
+    acts = _project_inputs(x, weight_ih * scale[:, None], fused_bias * scale, ws)
+    weight_hh_t = (weight_hh * scale[:, None]).T
     bias_hn = bias_hh[h2:]
+    hn_all = ws.get("hn_all", (steps, batch, hidden), dtype)
+    h_all = ws.get("h_all", (steps + 1, batch, hidden), dtype)
+    recurrent = ws.get("recurrent", (batch, 3 * hidden), dtype)
+    reset_term = ws.get("reset_term", (batch, hidden), dtype)
+    h_all[0] = 0.0
     for t in range(steps):
-        h_prev = h_all[t]
-        hidden_proj = h_prev @ weight_hh_t
+        h_prev, h_next = h_all[t], h_all[t + 1]
+        np.matmul(h_prev, weight_hh_t, out=recurrent)
         gates = acts[t]
         rz = gates[:, :h2]
-        rz += hidden_proj[:, :h2]
-        rz[...] = sigmoid(rz)
-        r, z = rz[:, :hidden], rz[:, hidden:]
-        hn = hn_all[t]
-        np.add(hidden_proj[:, h2:], bias_hn, out=hn)
+        rz += recurrent[:, :h2]
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        np.add(recurrent[:, h2:], bias_hn, out=hn_all[t])
         n = gates[:, h2:]
-        n += r * hn
+        np.multiply(gates[:, :hidden], hn_all[t], out=reset_term)
+        n += reset_term
         np.tanh(n, out=n)
-        # h' = n + z * (h - n)
-        np.subtract(h_prev, n, out=h_all[t + 1])
-        h_all[t + 1] *= z
-        h_all[t + 1] += n
-    return h_all[1:], (x, acts, hn_all, h_all, weight_ih, weight_hh)
+        np.subtract(h_prev, n, out=h_next)  # h' = n + z ⊙ (h − n)
+        h_next *= gates[:, hidden:h2]
+        h_next += n
+    return h_all[1:], (x, acts, hn_all, h_all, weight_ih, weight_hh, ws)
 
 
-def gru_backward(dh_seq, cache):
-    """Backward of :func:`gru_forward`. dh_seq: (T, B, H) -> dx (T, B, D), grads, dh_norms (T,)."""
-    x, acts, hn_all, h_all, weight_ih, weight_hh = cache
-    steps, batch, hidden = dh_seq.shape
-    h2 = 2 * hidden
-    d_pre_x = np.empty_like(acts)  # gradient of the input projections (incl. b_ih)
-    d_pre_h = np.empty_like(acts)  # gradient of the hidden projections (incl. b_hh)
-    dh_norms = np.empty(steps)
-    dh_next = np.zeros((batch, hidden), dtype=x.dtype)
-    for t in reversed(range(steps)):
-        dh = dh_seq[t] + dh_next
-        dh_norms[t] = np.linalg.norm(dh)
-        gates = acts[t]
-        r, z, n = gates[:, :hidden], gates[:, hidden:h2], gates[:, h2:]
-        h_prev = h_all[t]
-        dn_pre = dh * (1.0 - z) * (1.0 - n * n)
-        dz_pre = dh * (h_prev - n) * z * (1.0 - z)
-        dr_pre = dn_pre * hn_all[t] * r * (1.0 - r)
-        dx_t, dh_t = d_pre_x[t], d_pre_h[t]
-        dx_t[:, :hidden] = dr_pre
-        dx_t[:, hidden:h2] = dz_pre
-        dx_t[:, h2:] = dn_pre
-        dh_t[:, :h2] = dx_t[:, :h2]
-        np.multiply(dn_pre, r, out=dh_t[:, h2:])
-        dh_next = dh * z + dh_t @ weight_hh
-    flat_x = d_pre_x.reshape(steps * batch, -1).T
-    flat_h = d_pre_h.reshape(steps * batch, -1).T
+def gru_backward(dh_seq, cache, dh_last=None, need_dx=True):
+    """Backward of :func:`gru_forward` (arguments and returns as in :func:`rnn_backward`).
+
+    ``d_pre`` holds, per step, the input-projection gradient (r, z, n) in its first 3H columns
+    and the hidden-projection gradient (r, z, r ⊙ dn) in its last 3H; every one of the six is
+    dh_t times a factor computed for all steps before the loop.
+    """
+    x, acts, hn_all, h_all, weight_ih, weight_hh, ws = cache
+    steps, batch, gates_hidden = acts.shape
+    hidden = gates_hidden // 3
+    dtype = x.dtype
+    h2, h3 = 2 * hidden, 3 * hidden
+    r, z, n = acts[..., :hidden], acts[..., hidden:h2], acts[..., h2:]
+    h_prev = h_all[:-1]
+    factors = ws.get("factors", (steps, batch, 6, hidden), dtype)
+    dn = factors[:, :, 2]  # (1 − z)(1 − n²)
+    np.multiply(n, n, out=dn)
+    np.subtract(1.0, dn, out=dn)
+    scratch = factors[:, :, 3]  # filled last, so usable as scratch until then
+    np.subtract(1.0, z, out=scratch)
+    dn *= scratch
+    dr = factors[:, :, 0]  # dn · hn · r(1 − r)
+    np.subtract(1.0, r, out=dr)
+    dr *= r
+    dr *= hn_all
+    dr *= dn
+    dz = factors[:, :, 1]  # (h_prev − n) · z(1 − z)
+    np.subtract(1.0, z, out=dz)
+    dz *= z
+    np.subtract(h_prev, n, out=scratch)
+    dz *= scratch
+    factors[:, :, 3:5] = factors[:, :, 0:2]
+    np.multiply(dn, r, out=factors[:, :, 5])
+
+    d_pre = ws.get("d_pre", (steps, batch, 2 * h3), dtype)
+    d_pre_blocks = d_pre.reshape(steps, batch, 6, hidden)
+    dh_all = ws.get("dh_all", (steps, batch, hidden), dtype)
+    direct = ws.get("direct", (batch, hidden), dtype)
+
+    def step_grad(t, dh):
+        np.multiply(factors[t], dh[:, None, :], out=d_pre_blocks[t])
+        # h' = (1 − z) n + z h: besides the recurrent matmul, z ⊙ dh reaches h_{t-1} directly
+        return np.multiply(dh, z[t], out=direct)
+
+    _backward_loop(dh_seq, dh_last, d_pre, dh_all, step_grad, weight_hh)
+    d_pre_x, d_pre_h = d_pre[:, :, :h3], d_pre[:, :, h3:]
+    flat_x = d_pre_x.reshape(steps * batch, h3).T
+    flat_h = d_pre_h.reshape(steps * batch, h3).T
     grads = {
         "weight_ih": flat_x @ x.reshape(steps * batch, -1),
-        "weight_hh": flat_h @ h_all[:-1].reshape(steps * batch, -1),
+        "weight_hh": flat_h @ h_prev.reshape(steps * batch, -1),
         "bias_ih": d_pre_x.sum(axis=(0, 1)),
         "bias_hh": d_pre_h.sum(axis=(0, 1)),
     }
-    dx = d_pre_x @ weight_ih
-    return dx, grads, dh_norms
+    return _input_grad(d_pre_x, weight_ih, ws, need_dx), grads, dh_all
 
 
 FORWARD = {"rnn": rnn_forward, "lstm": lstm_forward, "gru": gru_forward}
@@ -259,7 +405,7 @@ BACKWARD = {"rnn": rnn_backward, "lstm": lstm_backward, "gru": gru_backward}
 
 
 def gate_activations(kind, cache):
-    """Gate activations of a forward pass: dict gate name -> (T, B, H). Empty for the plain RNN."""
+    """Gate activations of a forward pass: dict gate name -> (T, B, H) views. Empty for the RNN."""
     if kind == "rnn":
         return {}
     acts = cache[1]

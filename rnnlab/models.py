@@ -7,8 +7,6 @@ holding ``rnn = nn.{RNN,LSTM,GRU}(input_size, hidden_size, num_layers, batch_fir
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from rnnlab import layers
@@ -50,6 +48,7 @@ class RecurrentModel:
         self.num_layers = num_layers
         self.dtype = dtype
         self.params: dict[str, np.ndarray] = {}
+        self._workspaces = None  # per-layer scratch arrays for training steps, made on first use
         self.set_params(params)
 
     # -- parameters ---------------------------------------------------------------------------
@@ -69,7 +68,10 @@ class RecurrentModel:
         self.params = {name: np.array(params[name], dtype=self.dtype, copy=True) for name in expected}
 
     def copy(self) -> "RecurrentModel":
-        return copy.deepcopy(self)
+        """An independent model with copied parameters (and its own scratch space)."""
+        return RecurrentModel(self.kind, self.input_size, self.hidden_size, self.num_layers, self.params, self.dtype)
+
+    __deepcopy__ = lambda self, memo: self.copy()  # noqa: E731  (scratch space is never worth copying)
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))
@@ -85,21 +87,33 @@ class RecurrentModel:
         p = self.params
         return (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"])
 
-    def _forward(self, x):
-        """x: (batch, lookback, input_size) -> prediction (batch,), per-layer caches."""
+    def _forward(self, x, workspaces=None):
+        """x: (batch, lookback, input_size) -> prediction (batch,), last hidden (batch, H), caches.
+
+        ``workspaces`` (one per layer) are reused scratch arrays for training; None allocates
+        fresh ones, so predictions never disturb, or are disturbed by, a training step.
+        """
         h_seq = self._time_major(x)
         caches = []
         forward = layers.FORWARD[self.kind]
         for k in range(self.num_layers):
-            h_seq, cache = forward(h_seq, *self._layer_weights(k))
+            ws = workspaces[k] if workspaces is not None else None
+            h_seq, cache = forward(h_seq, *self._layer_weights(k), ws=ws)
             caches.append(cache)
         last = h_seq[-1]  # (batch, H)
         prediction = last @ self.params["head.weight"][0] + self.params["head.bias"][0]
         return prediction, last, caches
 
-    def predict(self, x) -> np.ndarray:
-        """x: (batch, lookback, input_size) -> (batch,) predictions (in the scale of training targets)."""
-        return self._forward(x)[0]
+    def predict(self, x, chunk_size=4096) -> np.ndarray:
+        """x: (batch, lookback, input_size) -> (batch,) predictions (in the scale of training targets).
+
+        Runs ``chunk_size`` windows at a time, so memory stays bounded for any number of windows.
+        """
+        x = np.asarray(x)
+        if len(x) <= chunk_size:
+            return self._forward(x)[0]
+        return np.concatenate([self._forward(x[start : start + chunk_size])[0]
+                               for start in range(0, len(x), chunk_size)])
 
     def loss_and_grads(self, x, y, return_step_norms=False):
         """Mean squared error over the batch and its gradient for every parameter.
@@ -109,7 +123,9 @@ class RecurrentModel:
         = ‖∂L/∂h_t‖ of the last recurrent layer at every step of the window.
         """
         y = np.asarray(y, dtype=self.dtype).reshape(-1)
-        prediction, last, caches = self._forward(x)
+        if self._workspaces is None:
+            self._workspaces = [layers.Workspace() for _ in range(self.num_layers)]
+        prediction, last, caches = self._forward(x, self._workspaces)
         if y.shape[0] != prediction.shape[0]:
             raise ValueError(f"Got {prediction.shape[0]} input windows but {y.shape[0]} targets.")
         error = prediction - y
@@ -120,21 +136,19 @@ class RecurrentModel:
             "head.weight": (d_prediction @ last)[None, :],
             "head.bias": np.array([d_prediction.sum()], dtype=self.dtype),
         }
-        steps, batch = caches[0][0].shape[:2]
-        # only the last step feeds the head; every other step's outside gradient is zero
-        dh_seq = np.zeros((steps, batch, self.hidden_size), dtype=self.dtype)
-        dh_seq[-1] = np.outer(d_prediction, self.params["head.weight"][0])
+        # only the last step feeds the head, so the top layer gets no per-step outside gradient
+        dh_seq, dh_last = None, np.outer(d_prediction, self.params["head.weight"][0])
         backward = layers.BACKWARD[self.kind]
-        step_norms = None
         for k in reversed(range(self.num_layers)):
-            dh_seq, layer_grads, dh_norms = backward(dh_seq, caches[k])
-            if step_norms is None:
-                step_norms = dh_norms
+            dh_seq, layer_grads, dh_all = backward(dh_seq, caches[k], dh_last=dh_last, need_dx=k > 0)
+            dh_last = None
+            if k == self.num_layers - 1 and return_step_norms:
+                norms = layers.step_norms(dh_all)
             for name, grad in layer_grads.items():
                 grads[f"rnn.{name}_l{k}"] = grad
         grads = {name: grads[name] for name in self.params}  # same order as params
         if return_step_norms:
-            return loss, grads, step_norms
+            return loss, grads, norms
         return loss, grads
 
     def gate_activations(self, x) -> dict[str, np.ndarray]:

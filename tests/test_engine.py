@@ -250,3 +250,20 @@ def test_forward_and_gradients_equal_pytorch(kind, num_layers):
     assert loss == pytest.approx(torch_loss.item(), abs=1e-10)
     for name, param in twin.named_parameters():
         np.testing.assert_allclose(grads[name], param.grad.numpy(), rtol=0, atol=1e-10, err_msg=name)
+
+
+def test_benchmark_loop_reference_computes_the_same_loss_and_gradients():
+    """The speed benchmark's per-sequence loop must be the same LSTM, or its ratio means nothing."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from loop_lstm import loop_loss_and_grads
+
+    model = _model_with_nonzero_biases("lstm", 1, hidden=5)
+    x, y = _random_batch(batch=6, lookback=7)
+    loss, grads = model.loss_and_grads(x, y)
+    loop_loss, loop_grads = loop_loss_and_grads(model.params, x, y)
+    assert loop_loss == pytest.approx(loss, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(loop_grads[name], grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
