@@ -43,7 +43,7 @@ class EvaluationResult:
 def climatology_by_day_of_year(prepared: PreparedData) -> pd.Series:
     """Mean target per day of the year (1..366) over the training rows; empty days take their neighbours'."""
     target = prepared.train_frame[prepared.target]
-    means = target.groupby(target.index.dayofyear).mean().reindex(range(1, 367))
+    means = target.groupby(target.index.day_of_year).mean().reindex(range(1, 367))
     # circular interpolation so that a day never seen in training still gets a seasonal value
     tripled = pd.concat([means, means, means], ignore_index=True).interpolate(limit_direction="both")
     return pd.Series(tripled.iloc[366:732].to_numpy(), index=range(1, 367))
@@ -65,7 +65,7 @@ def baseline_predictions(prepared: PreparedData) -> dict:
         flat = window["x"].reshape(len(window["x"]), -1)
         out[split] = {
             "persistence": window["persistence"],
-            "climatology": climatology.loc[window["dates"].dayofyear].to_numpy(),
+            "climatology": climatology.loc[window["dates"].day_of_year].to_numpy(),
             "least squares": prepared.inverse_target(regression.predict(flat)),
         }
     return out

@@ -140,27 +140,29 @@ class Trainer:
             order = rng.permutation(len(x))
             loss_sum, norms, clipped = 0.0, [], 0
             step_norm_sum = np.zeros(config.lookback)
-            for start in range(0, len(x), config.batch_size):
-                if stop_event is not None and stop_event.is_set():
-                    return self._finish("stopped", best_params, f"Stopped during epoch {epoch}")
-                index = order[start : start + config.batch_size]
-                loss, grads, step_norms = model.loss_and_grads(x[index], y[index], return_step_norms=True)
-                norm = clip_grad_norm(grads, config.grad_clip)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
+            # overflow on the way to a diverged run is detected below and reported, not warned about
+            with np.errstate(over="ignore", invalid="ignore"):
+                for start in range(0, len(x), config.batch_size):
+                    if stop_event is not None and stop_event.is_set():
+                        return self._finish("stopped", best_params, f"Stopped during epoch {epoch}")
+                    index = order[start : start + config.batch_size]
+                    loss, grads, step_norms = model.loss_and_grads(x[index], y[index], return_step_norms=True)
+                    norm = clip_grad_norm(grads, config.grad_clip)
+                    if not (math.isfinite(loss) and math.isfinite(norm)):
+                        model.set_params(best_params)
+                        self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
+                        return None
+                    clipped += config.grad_clip > 0 and norm > config.grad_clip
+                    clip_grad_value(grads, config.clip_value)
+                    self.optimizer.step(model.params, grads)
+                    loss_sum += loss * len(index)
+                    norms.append(norm)
+                    step_norm_sum += step_norms
+                val_loss = self._validation_loss()
+                if not math.isfinite(val_loss):
                     model.set_params(best_params)
                     self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
                     return None
-                clipped += config.grad_clip > 0 and norm > config.grad_clip
-                clip_grad_value(grads, config.clip_value)
-                self.optimizer.step(model.params, grads)
-                loss_sum += loss * len(index)
-                norms.append(norm)
-                step_norm_sum += step_norms
-            val_loss = self._validation_loss()
-            if not math.isfinite(val_loss):
-                model.set_params(best_params)
-                self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
-                return None
             record = {
                 "epoch": epoch,
                 "train_loss": loss_sum / len(x),

@@ -98,6 +98,8 @@ def _read_safetensors(raw: bytes):
     """(tensors, metadata text) from safetensors bytes, checking the header before trusting it."""
     from safetensors.numpy import load
 
+    if raw[8:9] != b"{":  # every safetensors header is a JSON object right after its 8-byte length
+        raise WeightsError("This is not a weights file: rnnlab reads the .safetensors and .npz files it saves.")
     (header_size,) = struct.unpack("<Q", raw[:8])
     if header_size > min(_MAX_HEADER, len(raw) - 8):
         raise WeightsError("This safetensors file is truncated or damaged (its header runs past the end of the file).")

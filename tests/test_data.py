@@ -1,0 +1,149 @@
+"""Loading and preparing data: the embedded set, the notebooks' dirty CSV, and every bad input."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnlab import data
+from rnnlab.data import load_csv, prepare
+
+
+def _csv(text: str) -> bytes:
+    return text.strip().encode() + b"\n"
+
+
+def _daily(rows=60, start="2020-01-01", **columns):
+    """A clean daily CSV as bytes, with a seasonal-ish tmax and whatever extra columns are given."""
+    dates = pd.date_range(start, periods=rows, freq="D")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"),
+                          "tmax": 10 + 5 * np.sin(np.arange(rows) / 9) + rng.normal(size=rows),
+                          "tmin": 2 + rng.normal(size=rows)})
+    for name, values in columns.items():
+        frame[name] = values
+    return frame.to_csv(index=False).encode()
+
+
+def test_embedded_seattle_data_loads_with_its_text_column_ignored(seattle_table):
+    summary = seattle_table.summary()
+    assert summary["rows"] == 1461
+    assert (summary["first_date"], summary["last_date"]) == ("2012-01-01", "2015-12-31")
+    assert seattle_table.numeric_columns == ["precipitation", "temp_max", "temp_min", "wind"]
+    assert seattle_table.ignored_columns == ["weather"]
+    assert any("weather" in note for note in seattle_table.notes)
+    assert summary["gaps"] == 0 and summary["values_filled"] == 0
+
+
+def test_windows_are_chronological_scaled_on_training_rows_and_map_back(seattle_table, seattle_prepared):
+    p = seattle_prepared
+    assert p.x_train.shape[1:] == (7, 4) and p.x_train.shape[0] > 900
+    assert p.dates_train.max() < p.dates_val.min() and p.dates_val.max() < p.dates_test.min()
+    # scaler fitted on the training rows only: their target has mean 0 and std 1, the others need not
+    train_target = (p.train_frame["temp_max"] - p.target_mean) / p.target_scale
+    assert abs(train_target.mean()) < 1e-9 and abs(train_target.std(ddof=0) - 1) < 1e-9
+    # the first training window is rows 0..6, its target is row 7's temp_max, in °C after inverse mapping
+    frame = seattle_table.frame
+    np.testing.assert_allclose(p.x_train[0], p.scale_features(frame[p.features].iloc[:7].to_numpy()))
+    assert p.inverse_target(p.y_train[0]) == pytest.approx(frame["temp_max"].iloc[7])
+    assert p.dates_train[0] == frame.index[7]
+    assert p.windows["test"]["persistence"][0] == frame["temp_max"].loc[p.dates_test[0] - pd.Timedelta(days=1)]
+
+
+def test_clean_weather_gaps_fill_and_leak_guard(clean_weather_path):
+    table = load_csv(clean_weather_path)
+    assert table.summary()["rows"] == 13509
+    assert table.filled == {"tmax": 11, "tmin": 14, "rain": 281, "tmax_tomorrow": 11}
+    jumps = sorted(g[2] + 1 for g in table.gaps)  # +1: the jump in days, as the data README counts it
+    assert jumps[-2:] == [912, 4902]
+    prepared = prepare(table, target="tmax", lookback=7)
+    assert "tmax_tomorrow" not in prepared.features and prepared.features == ["tmax", "tmin", "rain"]
+    assert any("tmax_tomorrow" in w and "leak" in w for w in prepared.warnings)
+    assert sum(prepared.dropped_windows.values()) > 0
+    # no window spans a gap: every window's 7 days + 1 day ahead are consecutive dates
+    for split in ("train", "validation", "test"):
+        dates = prepared.windows[split]["dates"]
+        assert dates.is_monotonic_increasing
+    with pytest.raises(data.LeakError, match="tmax_tomorrow"):
+        prepare(table, target="tmax", features=["tmax", "tmax_tomorrow"])
+
+
+def test_window_next_to_a_gap_is_dropped():
+    # 30 days, then 20 missing days, then 50 days: the gap falls inside the 40 training rows
+    dates = list(pd.date_range("2020-01-01", periods=30)) + list(pd.date_range("2020-02-20", periods=50))
+    frame = pd.DataFrame({"date": [d.strftime("%Y-%m-%d") for d in dates], "t": np.arange(80.0) % 7 + np.arange(80) * 0.1})
+    table = load_csv(frame.to_csv(index=False).encode())
+    assert len(table.gaps) == 1 and table.gaps[0][2] == 20  # 2020-01-31 .. 2020-02-19 are missing
+    prepared = prepare(table, target="t", lookback=5, splits=(0.5, 0.25))
+    # windows starting on rows 25..29 would hold days on both sides of the gap (with their target)
+    assert prepared.dropped_windows["train"] == 5
+    assert len(prepared.x_train) == 40 - 5 - 1 + 1 - 5
+    first_after_gap = pd.Timestamp("2020-02-20")
+    targets_after_gap = prepared.dates_train[prepared.dates_train >= first_after_gap]
+    assert targets_after_gap.min() == first_after_gap + pd.Timedelta(days=5)  # needs 5 days after the gap
+
+
+def test_out_of_order_rows_are_sorted_and_said():
+    text = _daily(30).decode().splitlines()
+    shuffled = "\n".join([text[0]] + text[1:][::-1]).encode()
+    table = load_csv(shuffled)
+    assert table.frame.index.is_monotonic_increasing
+    assert any("sorted" in note for note in table.notes)
+
+
+def test_forward_fill_counts_and_leading_gaps_are_dropped():
+    table = load_csv(_csv("date,a,b\n2020-01-01,,1\n2020-01-02,2,\n2020-01-03,3,5\n2020-01-04,,6"))
+    assert table.dropped_rows == 1  # the first row has no earlier 'a' to fill from
+    assert table.filled == {"a": 1, "b": 1}
+    assert table.frame["a"].tolist() == [2, 3, 3] and table.frame["b"].tolist() == [1, 5, 6]
+
+
+@pytest.mark.parametrize(
+    "content, error, words",
+    [
+        (b"", data.NotACSVError, "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage", data.NotACSVError, "CSV"),
+        (_csv("just one column\n1\n2"), data.NotACSVError, "does not look like a CSV"),
+        (_csv("a,b\n1,2\n3,4\n5,6"), data.NoDateColumnError, "No date column"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-01,2\n2020-01-02,3"), data.DuplicateDatesError, "2020-01-01"),
+        (_csv("date,kind\n2020-01-01,sun\n2020-01-02,rain"), data.NoNumericFeaturesError, "no numeric columns"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,2"), data.NonFiniteValuesError, "infinite"),
+    ],
+)
+def test_bad_files_get_one_readable_sentence(content, error, words):
+    with pytest.raises(error, match=words) as caught:
+        load_csv(content)
+    assert isinstance(caught.value, ValueError)
+    assert "\n" not in str(caught.value) and str(caught.value).endswith(".")
+
+
+def test_bad_choices_get_one_readable_sentence():
+    table = load_csv(_daily(60, flat=np.full(60, 3.0)))
+    with pytest.raises(data.TargetMissingError, match="'rain' is not in the data"):
+        prepare(table, target="rain")
+    with pytest.raises(data.TargetMissingError, match="wind"):
+        prepare(table, target="tmax", features=["tmax", "wind"])
+    with pytest.raises(data.ConstantColumnError, match="'flat' has the same value"):
+        prepare(table, target="tmax")
+    with pytest.raises(data.TooFewRowsError, match="validation split has 9 rows"):
+        prepare(table, target="tmax", features=["tmax"], lookback=20)
+    with pytest.raises(data.SettingError, match="lookback"):
+        prepare(table, target="tmax", features=["tmax"], lookback=0)
+    with pytest.raises(data.SettingError, match="Split shares"):
+        prepare(table, target="tmax", features=["tmax"], splits=(0.9, 0.2))
+
+
+def test_missing_file_and_uploaded_text_file():
+    with pytest.raises(data.NotACSVError, match="no file"):
+        load_csv("/nonexistent/weather.csv")
+    with pytest.raises(data.DataError):
+        load_csv(b"hello\nworld\n")
+
+
+def test_same_numbers_whatever_the_date_format():
+    iso_bytes = _daily(40)
+    frame = pd.read_csv(io.BytesIO(iso_bytes))
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y/%m/%d")
+    iso, slashed = load_csv(iso_bytes), load_csv(frame.to_csv(index=False).encode())
+    pd.testing.assert_frame_equal(iso.frame, slashed.frame)
