@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from rnnlab.data import DEFAULT_DATA_PATH, DataError, latest_window, load_csv, prepare
-from rnnlab.evaluate import evaluate
-from rnnlab.train import TrainConfig, Trainer
-from rnnlab.weights_io import WeightsError, check_fits, load_run, save_run
+from rnnlab.evaluate import evaluate, evaluate_saved_run
+from rnnlab.train import TrainConfig, Trainer, history_frame
+from rnnlab.weights_io import WeightsError, load_run, save_run
 
 _HELP = {
     "model": "rnn, lstm or gru", "hidden_size": "units per recurrent layer", "num_layers": "stacked layers",
@@ -106,9 +106,7 @@ def _train(args):
     for suffix in (".safetensors", ".npz"):
         save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    history = pd.json_normalize(trainer.history, sep=".")
-    history["step_grad_norms"] = [json.dumps(r["step_grad_norms"]) for r in trainer.history]
-    history.to_csv(out / "history.csv", index=False)
+    history_frame(trainer.history).to_csv(out / "history.csv", index=False)
     (out / "metrics.json").write_text(json.dumps({"status": trainer.status, "message": trainer.message, **metrics},
                                                  indent=2))
     result.predictions[["date", "split", "actual", "predicted", "persistence"]].to_csv(
@@ -117,25 +115,16 @@ def _train(args):
     print(f"wrote {out}/: model.safetensors, model.npz, config.json, history.csv, metrics.json, predictions.csv")
 
 
-def _prepare_for_run(args):
-    run = load_run(args.weights)
-    table = load_csv(args.data)
-    check_fits(run, table)
-    prepared = prepare(table, target=run.target, features=run.features, lookback=run.metadata["lookback"],
-                       horizon=run.metadata["horizon"], scaler_stats=run.metadata["scaler"])
-    return run, table, prepared
-
-
 def _evaluate(args):
-    run, _, prepared = _prepare_for_run(args)
-    result = evaluate(run.model, prepared)
+    _, result = evaluate_saved_run(load_run(args.weights), load_csv(args.data))
     for split in ("validation", "test"):
         print(f"{split}:")
         print(result.table(split).round(3).to_string())
 
 
 def _predict(args):
-    run, table, prepared = _prepare_for_run(args)
+    run, table = load_run(args.weights), load_csv(args.data)
+    prepared, _ = evaluate_saved_run(run, table)
     frames = []
     for split in ("train", "validation", "test"):
         window = prepared.windows[split]

@@ -242,6 +242,16 @@ def load_csv(source, name: str | None = None) -> LoadedTable:
                        filled, dropped + bad_dates, gaps, step, notes)
 
 
+# units of the columns of the two data sets this project knows (data/README.md, shared/data/README.md)
+KNOWN_UNITS = {"temp_max": "°C", "temp_min": "°C", "precipitation": "mm", "wind": "m/s",
+               "tmax": "°F", "tmin": "°F", "rain": "in", "tmax_tomorrow": "°F"}
+
+
+def unit_of(column: str) -> str:
+    """The unit of a known column ('' when unknown), for axis titles."""
+    return KNOWN_UNITS.get(column, "")
+
+
 def default_target(table: LoadedTable) -> str:
     """The usual target: a daily maximum temperature if there is one, else the first numeric column."""
     for name in ("temp_max", "tmax", "TMAX", "max_temp", "temperature"):

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from rnnlab.data import PreparedData, SettingError
 from rnnlab.models import DTYPES, KINDS, create_model
@@ -209,3 +210,14 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(record)
         return self
+
+
+def history_frame(history: list[dict]) -> pd.DataFrame:
+    """Epoch records as a flat table (one row per epoch; per-parameter values as "update_norms.<name>"
+    columns, the per-step gradient norms as a JSON list) for CSV files."""
+    import json
+
+    frame = pd.json_normalize(history, sep=".")
+    if history:
+        frame["step_grad_norms"] = [json.dumps(r["step_grad_norms"]) for r in history]
+    return frame

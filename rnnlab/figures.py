@@ -1,0 +1,186 @@
+"""Plotly figures for the dashboard: plain functions, history or results in, a Figure out.
+
+Every builder takes what ``Trainer.fit`` records (a list of epoch dicts) or what ``evaluate``
+returns, so each can be tested without Streamlit and reused in a notebook.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLORS = {
+    "train": "#1f77b4", "validation": "#ff7f0e", "actual": "#222222", "model": "#d62728",
+    "persistence": "#7f7f7f", "threshold": "#d62728", "clipped": "rgba(148, 103, 189, 0.35)",
+}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+_LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=50),
+               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), hovermode="x unified")
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#666"))
+    figure.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **{**_LAYOUT, "height": 260})
+    return figure
+
+
+def param_label(name: str) -> str:
+    """'rnn.weight_hh_l0' -> 'W_hh layer 1'; 'head.weight' -> 'head W'."""
+    if name.startswith("head."):
+        return "head W" if name.endswith("weight") else "head b"
+    kind, layer = name.removeprefix("rnn.").rsplit("_l", 1)
+    short = {"weight_ih": "W_ih", "weight_hh": "W_hh", "bias_ih": "b_ih", "bias_hh": "b_hh"}[kind]
+    return f"{short} layer {int(layer) + 1}"
+
+
+def weight_matrices(history: list[dict]) -> list[str]:
+    """The weight matrices (not biases) named in a history, in parameter order."""
+    return [name for name in history[0]["update_norms"] if ".weight" in name] if history else []
+
+
+def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "") -> go.Figure:
+    """Training and validation loss per epoch (MSE on standardized targets)."""
+    if not history:
+        return _empty("Loss", "Train a model to see its loss curves.")
+    epochs = [r["epoch"] for r in history]
+    figure = go.Figure()
+    figure.add_scatter(x=epochs, y=[r["train_loss"] for r in history], name="train", mode="lines+markers",
+                       line=dict(color=COLORS["train"]))
+    unit = f" {target_unit}²" if target_unit else ""
+    figure.add_scatter(x=epochs, y=[r["val_loss"] for r in history], name="validation", mode="lines+markers",
+                       line=dict(color=COLORS["validation"]),
+                       customdata=[r["val_mse"] for r in history],
+                       hovertemplate=f"%{{y:.4f}} (MSE %{{customdata:.2f}}{unit})<extra>validation</extra>")
+    figure.update_layout(title="Loss per epoch", **_LAYOUT)
+    figure.update_xaxes(title_text="epoch", dtick=max(1, len(epochs) // 10))
+    figure.update_yaxes(title_text="MSE (standardized target)", type="log" if log_y else "linear")
+    return figure
+
+
+def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
+    """Actual target, the model's forecast and persistence on the dates of one split."""
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        return _empty("Predictions", "No predictions yet.")
+    unit_text = f" ({unit})" if unit else ""
+    figure = go.Figure()
+    figure.add_scatter(x=rows["date"], y=rows["actual"], name="actual", mode="lines", line=dict(color=COLORS["actual"], width=1.5))
+    figure.add_scatter(x=rows["date"], y=rows["persistence"], name="persistence (same as last day)", mode="lines",
+                       line=dict(color=COLORS["persistence"], width=1, dash="dot"))
+    figure.add_scatter(x=rows["date"], y=rows["predicted"], name="model", mode="lines", line=dict(color=COLORS["model"], width=1.5))
+    figure.update_layout(title=f"{target}: forecast vs actual, {split} dates", **_LAYOUT)
+    figure.update_xaxes(title_text="date")
+    figure.update_yaxes(title_text=f"{target}{unit_text}")
+    return figure
+
+
+def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
+    """Forecast error (actual − predicted) over time for the model and persistence, and their spread."""
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        return _empty("Residuals", "No predictions yet.")
+    unit_text = f" ({unit})" if unit else ""
+    figure = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], shared_yaxes=True, horizontal_spacing=0.03)
+    model_error = rows["actual"] - rows["predicted"]
+    persistence_error = rows["actual"] - rows["persistence"]
+    figure.add_scatter(x=rows["date"], y=model_error, mode="markers", name="model", marker=dict(size=4, color=COLORS["model"]),
+                       row=1, col=1)
+    figure.add_hline(y=0, line=dict(color="#444", width=1), row=1, col=1)
+    figure.add_histogram(y=persistence_error, name="persistence", marker_color=COLORS["persistence"], opacity=0.5,
+                         nbinsy=40, row=1, col=2)
+    figure.add_histogram(y=model_error, name="model error spread", marker_color=COLORS["model"], opacity=0.6, nbinsy=40,
+                         row=1, col=2)
+    figure.update_layout(title=f"Residuals, {split} dates (actual − forecast)", barmode="overlay", **_LAYOUT)
+    figure.update_layout(hovermode="closest")
+    figure.update_xaxes(title_text="date", row=1, col=1)
+    figure.update_xaxes(title_text="days", row=1, col=2)
+    figure.update_yaxes(title_text=f"error{unit_text}", row=1, col=1)
+    return figure
+
+
+def weight_change_figure(history: list[dict]) -> go.Figure:
+    """Per weight matrix: the update norm ‖Δθ‖ in each epoch (left) and its change from the start in % (right)."""
+    if not history:
+        return _empty("Weight change", "Train a model to see how its weights move.")
+    epochs = [r["epoch"] for r in history]
+    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                           subplot_titles=("update size per epoch ‖Δθ‖", "change from initial weights"))
+    for index, name in enumerate(weight_matrices(history)):
+        color = PALETTE[index % len(PALETTE)]
+        label = param_label(name)
+        figure.add_scatter(x=epochs, y=[r["update_norms"][name] for r in history], name=label, legendgroup=name,
+                           mode="lines+markers", line=dict(color=color), row=1, col=1)
+        figure.add_scatter(x=epochs, y=[r["relative_change"][name] for r in history], name=label, legendgroup=name,
+                           showlegend=False, mode="lines+markers", line=dict(color=color), row=1, col=2)
+    figure.update_layout(title="Weight change per matrix", **_LAYOUT)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text="‖Δθ‖ over the epoch (L2 norm)", type="log", row=1, col=1)
+    figure.update_yaxes(title_text="‖θ − θ₀‖ / ‖θ₀‖ (%)", row=1, col=2)
+    return figure
+
+
+def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
+    """Pre-clip global gradient norm per epoch (mean and max), the clip threshold, and the share clipped."""
+    if not history:
+        return _empty("Gradients", "Train a model to see its gradient norms.")
+    epochs = [r["epoch"] for r in history]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_bar(x=epochs, y=[100 * r["clipped_fraction"] for r in history], name="steps clipped (%)",
+                   marker_color=COLORS["clipped"], secondary_y=True)
+    figure.add_scatter(x=epochs, y=[r["grad_norm_mean"] for r in history], name="mean norm", mode="lines+markers",
+                       line=dict(color=COLORS["train"]), secondary_y=False)
+    figure.add_scatter(x=epochs, y=[r["grad_norm_max"] for r in history], name="max norm", mode="lines",
+                       line=dict(color=COLORS["train"], dash="dash"), secondary_y=False)
+    if grad_clip and grad_clip > 0:
+        figure.add_hline(y=grad_clip, line=dict(color=COLORS["threshold"], dash="dot"),
+                         annotation_text=f"clip at {grad_clip:g}", annotation_position="top left")
+    figure.update_layout(title="Global gradient norm before clipping", **_LAYOUT)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text="‖g‖ (L2, all parameters)", type="log", secondary_y=False)
+    figure.update_yaxes(title_text="steps clipped (%)", range=[0, 100], secondary_y=True, showgrid=False)
+    return figure
+
+
+def gradient_flow_figure(history: list[dict]) -> go.Figure:
+    """‖∂L/∂h_t‖ across the lookback window, one line per epoch: how far back the gradient reaches."""
+    if not history:
+        return _empty("Gradient flow", "Train a model to see how gradients fade across the window.")
+    lookback = len(history[0]["step_grad_norms"])
+    steps = [f"t−{lookback - 1 - k}" if k < lookback - 1 else "t (last day)" for k in range(lookback)]
+    figure = go.Figure()
+    shown = history if len(history) <= 8 else [history[int(i)] for i in np.linspace(0, len(history) - 1, 8)]
+    for index, record in enumerate(shown):
+        shade = 0.25 + 0.75 * (index + 1) / len(shown)
+        figure.add_scatter(x=steps, y=record["step_grad_norms"], mode="lines+markers", name=f"epoch {record['epoch']}",
+                           line=dict(color=f"rgba(31, 119, 180, {shade:.2f})"))
+    figure.update_layout(title="Gradient reaching each day of the window", **_LAYOUT)
+    figure.update_layout(hovermode="closest")
+    figure.update_xaxes(title_text="day in the lookback window")
+    figure.update_yaxes(title_text="‖∂L/∂hₜ‖ (mean over the epoch)", type="log")
+    return figure
+
+
+def runs_overlay_figure(histories: dict[str, list[dict]], log_y: bool = False) -> go.Figure:
+    """Validation loss of several runs on one chart: {run label: history}."""
+    histories = {label: h for label, h in histories.items() if h}
+    if not histories:
+        return _empty("Compare runs", "Select finished runs to compare their validation curves.")
+    figure = go.Figure()
+    for index, (label, history) in enumerate(histories.items()):
+        figure.add_scatter(x=[r["epoch"] for r in history], y=[r["val_mse"] for r in history], name=label,
+                           mode="lines+markers", line=dict(color=PALETTE[index % len(PALETTE)]))
+    figure.update_layout(title="Validation MSE of the selected runs", **_LAYOUT)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_yaxes(title_text="validation MSE (target units²)", type="log" if log_y else "linear")
+    return figure
+
+
+def scoreboard(metrics: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Rows = predictors, columns = MSE, RMSE, MAE, R², skill vs persistence, for one split."""
+    table = metrics.xs(split, level="split")[["MSE", "RMSE", "MAE", "R2", "skill"]].copy()
+    table.columns = ["MSE", "RMSE", "MAE", "R²", "skill vs persistence"]
+    table.index.name = "predictor"
+    return table
