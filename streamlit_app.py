@@ -14,7 +14,7 @@ from rnnlab import figures
 from rnnlab.data import DEFAULT_DATA_PATH, DataError, load_csv, prepare, unit_of
 from rnnlab.evaluate import evaluate_saved_run
 from rnnlab.optim import OPTIMIZERS
-from rnnlab.runs import ACTIVE, CapacityError, RunRegistry
+from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry
 from rnnlab.train import TrainConfig
 from rnnlab.weights_io import WeightsError, load_run
 
@@ -38,12 +38,6 @@ HELP = {
 }
 
 st.set_page_config(page_title="rnnlab · weather RNNs", page_icon="🌦️", layout="wide")
-
-
-@st.cache_resource
-def run_registry() -> RunRegistry:
-    """One registry per server process, shared by every browser session (each sees only its own runs)."""
-    return RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200)
 
 
 @st.cache_data(max_entries=1)
@@ -71,7 +65,7 @@ def session_owner() -> str:
     return owner
 
 
-registry = run_registry()
+registry = shared_registry()
 owner = session_owner()
 if "shown_run" not in st.session_state:
     st.session_state.shown_run = st.query_params.get("run")
@@ -199,37 +193,40 @@ run = shown_run()
 polling = run is not None and run.active
 
 
+VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard"]
+
+
 def draw_run(run, snap):
+    """Only the chosen view is built: every Plotly figure costs the training thread GIL time."""
     history = snap["history"]
     unit = unit_of(run.config.target)
-    tabs = st.tabs(["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard"])
-    with tabs[0]:
+    view = st.segmented_control("View", VIEWS, default="Loss", key="view", label_visibility="collapsed") or "Loss"
+    if view == "Loss":
         log_y = st.toggle("Log scale", key="loss_log", value=False)
         st.plotly_chart(figures.loss_figure(history, log_y=log_y, target_unit=unit), key="loss_chart")
-    with tabs[1]:
-        if run.result is None:
-            st.info("Predictions appear when training ends.")
-        else:
-            split = st.radio("Dates", ["test", "validation"], horizontal=True, key="prediction_split")
-            st.plotly_chart(figures.predictions_figure(run.result.predictions, run.config.target, unit, split),
-                            key="prediction_chart")
-            st.plotly_chart(figures.residuals_figure(run.result.predictions, run.config.target, unit, split),
-                            key="residual_chart")
-    with tabs[2]:
+    elif view == "Weight change":
         st.plotly_chart(figures.weight_change_figure(history), key="weight_chart")
-    with tabs[3]:
+    elif view == "Gradients":
         st.plotly_chart(figures.gradient_figure(history, run.config.grad_clip), key="gradient_chart")
         st.plotly_chart(figures.gradient_flow_figure(history), key="flow_chart")
-    with tabs[4]:
-        if run.result is None:
-            st.info("The scoreboard appears when training ends.")
-        else:
-            for split in ("test", "validation"):
-                st.markdown(f"**{split.capitalize()} days** ({unit or 'target units'}; skill > 0 beats persistence)")
-                st.dataframe(figures.scoreboard(run.result.metrics, split).style.format("{:.3f}"), key=f"score_{split}")
+    elif run.result is None:
+        st.info(f"The {view.lower()} appear{'s' if view == 'Scoreboard' else ''} when training ends.")
+    elif view == "Predictions":
+        split = st.radio("Dates", ["test", "validation"], horizontal=True, key="prediction_split")
+        st.plotly_chart(figures.predictions_figure(run.result.predictions, run.config.target, unit, split),
+                        key="prediction_chart")
+        st.plotly_chart(figures.residuals_figure(run.result.predictions, run.config.target, unit, split),
+                        key="residual_chart")
+    else:
+        for split in ("test", "validation"):
+            st.markdown(f"**{split.capitalize()} days** ({unit or 'target units'}; skill > 0 beats persistence)")
+            st.dataframe(figures.scoreboard(run.result.metrics, split).style.format("{:.3f}"), key=f"score_{split}")
 
 
-@st.fragment(run_every=0.5 if polling else None)
+POLL_SECONDS = 0.75  # charts refresh more than once a second without starving the training thread
+
+
+@st.fragment(run_every=POLL_SECONDS if polling else None)
 def live_panel():
     run = shown_run()
     if run is None:

@@ -68,8 +68,8 @@ def build_parser():
 class _ProgressBar:
     """A one-line progress bar on stderr: epoch, bar, losses."""
 
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.stream = total, stream
+    def __init__(self, total, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
 
     def update(self, record):
         done = int(30 * record["epoch"] / self.total)

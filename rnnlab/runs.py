@@ -165,6 +165,15 @@ class RunRegistry:
         run.stop_event.set()
         return True
 
+    def clear(self) -> None:
+        """Stop and forget every run (for tests and shutdown)."""
+        with self._lock:
+            runs, self._runs = list(self._runs.values()), {}
+        for run in runs:
+            run.stop_event.set()
+            if run.thread is not None:
+                run.thread.join(timeout=10)
+
     def _prune(self) -> None:
         """Forget the oldest finished runs beyond the per-owner and total bounds (lock held)."""
         finished = sorted((r for r in self._runs.values() if not r.active), key=lambda r: r.created)
@@ -177,3 +186,11 @@ class RunRegistry:
         finished = [r for r in finished if r.run_id in self._runs]
         for run in finished[: max(0, len(finished) - self.max_finished_total)]:
             self._runs.pop(run.run_id, None)
+
+
+_SHARED = RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200)
+
+
+def shared_registry() -> RunRegistry:
+    """The registry of this server process, shared by every browser session (each sees only its own runs)."""
+    return _SHARED
