@@ -279,7 +279,13 @@ if runs:
         st.session_state.shown_run = labels[chosen].run_id
         st.query_params["run"] = labels[chosen].run_id
         st.rerun()
-    compared = st.multiselect("Compare validation curves", list(labels), default=list(labels)[-3:], key="compare_runs")
+    # runs the page has not seen before join the comparison; the user's own choices stay
+    unseen = [label for label in labels if label not in st.session_state.get("compare_seen", [])]
+    if unseen:
+        kept = [label for label in st.session_state.get("compare_runs", []) if label in labels]
+        st.session_state.compare_runs = list(dict.fromkeys(kept + unseen))[-4:]
+        st.session_state.compare_seen = list(labels)
+    compared = st.multiselect("Compare validation curves", list(labels), key="compare_runs")
     st.plotly_chart(figures.runs_overlay_figure({label: labels[label].snapshot()["history"] for label in compared}),
                     key="overlay_chart")
 

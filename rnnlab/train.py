@@ -89,9 +89,18 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+# Losses are on a standardized target: predicting the training mean scores about 1, so a loss past
+# this is a run that has blown up, finite or not.
+DIVERGED_LOSS = 1e6
+
+
+def _diverged(loss, norm=0.0) -> bool:
+    return not (math.isfinite(loss) and math.isfinite(norm)) or loss > DIVERGED_LOSS
+
+
 def _diverged_message(epoch, kept_epoch):
     kept = f"kept the weights of epoch {kept_epoch}" if kept_epoch else "kept the initial weights"
-    return (f"Training diverged in epoch {epoch} (the loss or gradient became infinite or NaN) and was stopped; {kept}. "
+    return (f"Training diverged in epoch {epoch} (the loss exploded or became NaN) and was stopped; {kept}. "
             "Lower the learning rate or turn on gradient clipping.")
 
 
@@ -149,7 +158,7 @@ class Trainer:
                     index = order[start : start + config.batch_size]
                     loss, grads, step_norms = model.loss_and_grads(x[index], y[index], return_step_norms=True)
                     norm = clip_grad_norm(grads, config.grad_clip)
-                    if not (math.isfinite(loss) and math.isfinite(norm)):
+                    if _diverged(loss, norm):
                         model.set_params(best_params)
                         self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
                         return None
@@ -160,7 +169,7 @@ class Trainer:
                     norms.append(norm)
                     step_norm_sum += step_norms
                 val_loss = self._validation_loss()
-                if not math.isfinite(val_loss):
+                if _diverged(val_loss):
                     model.set_params(best_params)
                     self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
                     return None

@@ -72,9 +72,10 @@ def test_early_stopping_restores_the_best_validation_weights(seattle_prepared):
     assert trainer._validation_loss() == pytest.approx(best["val_loss"], rel=1e-12)
 
 
-def test_divergence_stops_with_a_sentence_and_keeps_finite_weights(seattle_prepared):
-    trainer = Trainer(TrainConfig(model="rnn", hidden_size=16, epochs=20, lr=10.0, optimizer="sgd", grad_clip=0,
-                                  patience=0), seattle_prepared)
+@pytest.mark.parametrize("settings", [dict(model="rnn", hidden_size=16, lr=10.0),  # overflows to inf/NaN
+                                      dict(model="lstm", hidden_size=32, lr=1.0)])  # finite but explodes
+def test_divergence_stops_with_a_sentence_and_keeps_finite_weights(seattle_prepared, settings):
+    trainer = Trainer(TrainConfig(**settings, epochs=20, optimizer="sgd", grad_clip=0, patience=0), seattle_prepared)
     trainer.run()
     assert trainer.status == "diverged"
     assert "diverged" in trainer.message and "learning rate" in trainer.message
