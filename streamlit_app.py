@@ -151,6 +151,7 @@ if table is not None:
     target = pick_target.selectbox("Target", columns, index=columns.index(default_target), key=f"target::{name}",
                                    help="The column to forecast.")
     horizon = pick_horizon.slider("Horizon (days ahead)", 1, 14, 1, key="horizon", help=HELP["horizon"])
+    st.plotly_chart(figures.series_figure(table.frame, target, unit_of(target)), key="series_chart")
     features = pick_features.multiselect(
         "Features (empty = every column that does not leak the target)", columns, default=[], key=f"features::{name}",
         help="Input columns fed to the network each day.")

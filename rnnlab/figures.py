@@ -17,7 +17,26 @@ COLORS = {
 }
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=50),
-               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), hovermode="x unified")
+               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), hovermode="x unified")
+
+
+def _log_ticks(values) -> dict:
+    """Axis settings for a readable log scale: ticks at 1, 2 and 5 times each power of ten in range."""
+    positive = [v for v in np.ravel(np.asarray(values, dtype=float)) if np.isfinite(v) and v > 0]
+    if not positive:
+        return {"type": "log"}
+    low, high = int(np.floor(np.log10(min(positive)))), int(np.ceil(np.log10(max(positive))))
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if min(positive) / 2.5 <= t <= max(positive) * 2.5]
+    return {"type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+
+
+_LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+
+
+def _epoch_axis(figure: go.Figure, epochs: int) -> None:
+    """Whole-number epoch ticks, about ten at most."""
+    figure.update_xaxes(title_text="epoch", tickmode="linear", tick0=1, dtick=max(1, -(-epochs // 10)))
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -41,6 +60,17 @@ def weight_matrices(history: list[dict]) -> list[str]:
     return [name for name in history[0]["update_norms"] if ".weight" in name] if history else []
 
 
+def series_figure(frame: pd.DataFrame, column: str, unit: str = "") -> go.Figure:
+    """One column of the loaded table over time (the data preview)."""
+    unit_text = f" ({unit})" if unit else ""
+    figure = go.Figure()
+    figure.add_scatter(x=frame.index, y=frame[column], mode="lines", name=column, line=dict(color=COLORS["actual"], width=1))
+    figure.update_layout(title=f"{column} over time", showlegend=False, **{**_LAYOUT, "height": 280})
+    figure.update_xaxes(title_text="date")
+    figure.update_yaxes(title_text=f"{column}{unit_text}")
+    return figure
+
+
 def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "") -> go.Figure:
     """Training and validation loss per epoch (MSE on standardized targets)."""
     if not history:
@@ -55,8 +85,9 @@ def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "")
                        customdata=[r["val_mse"] for r in history],
                        hovertemplate=f"%{{y:.4f}} (MSE %{{customdata:.2f}}{unit})<extra>validation</extra>")
     figure.update_layout(title="Loss per epoch", **_LAYOUT)
-    figure.update_xaxes(title_text="epoch", dtick=max(1, len(epochs) // 10))
-    figure.update_yaxes(title_text="MSE (standardized target)", type="log" if log_y else "linear")
+    _epoch_axis(figure, len(epochs))
+    losses = [r["train_loss"] for r in history] + [r["val_loss"] for r in history]
+    figure.update_yaxes(title_text="MSE (standardized target)", **(_log_ticks(losses) if log_y else {"type": "linear"}))
     return figure
 
 
@@ -93,7 +124,8 @@ def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", spl
                          nbinsy=40, row=1, col=2)
     figure.add_histogram(y=model_error, name="model error spread", marker_color=COLORS["model"], opacity=0.6, nbinsy=40,
                          row=1, col=2)
-    figure.update_layout(title=f"Residuals, {split} dates (actual − forecast)", barmode="overlay", **_LAYOUT)
+    figure.update_layout(title=f"Residuals, {split} dates (actual − forecast)", barmode="overlay",
+                         **{**_LAYOUT, "legend": _LEGEND_BELOW, "height": 420})
     figure.update_layout(hovermode="closest")
     figure.update_xaxes(title_text="date", row=1, col=1)
     figure.update_xaxes(title_text="days", row=1, col=2)
@@ -115,9 +147,10 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
                            mode="lines+markers", line=dict(color=color), row=1, col=1)
         figure.add_scatter(x=epochs, y=[r["relative_change"][name] for r in history], name=label, legendgroup=name,
                            showlegend=False, mode="lines+markers", line=dict(color=color), row=1, col=2)
-    figure.update_layout(title="Weight change per matrix", **_LAYOUT)
-    figure.update_xaxes(title_text="epoch")
-    figure.update_yaxes(title_text="‖Δθ‖ over the epoch (L2 norm)", type="log", row=1, col=1)
+    figure.update_layout(title="Weight change per matrix", **{**_LAYOUT, "height": 420, "legend": _LEGEND_BELOW})
+    _epoch_axis(figure, len(epochs))
+    updates = [r["update_norms"][name] for r in history for name in weight_matrices(history)]
+    figure.update_yaxes(title_text="‖Δθ‖ over the epoch (L2 norm)", **_log_ticks(updates), row=1, col=1)
     figure.update_yaxes(title_text="‖θ − θ₀‖ / ‖θ₀‖ (%)", row=1, col=2)
     return figure
 
@@ -138,9 +171,11 @@ def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
         figure.add_hline(y=grad_clip, line=dict(color=COLORS["threshold"], dash="dot"),
                          annotation_text=f"clip at {grad_clip:g}", annotation_position="top left")
     figure.update_layout(title="Global gradient norm before clipping", **_LAYOUT)
-    figure.update_xaxes(title_text="epoch")
-    figure.update_yaxes(title_text="‖g‖ (L2, all parameters)", type="log", secondary_y=False)
-    figure.update_yaxes(title_text="steps clipped (%)", range=[0, 100], secondary_y=True, showgrid=False)
+    _epoch_axis(figure, len(epochs))
+    norms = [r["grad_norm_mean"] for r in history] + [r["grad_norm_max"] for r in history] + [grad_clip or 0]
+    figure.update_yaxes(title_text="‖g‖ (L2, all parameters)", **_log_ticks(norms), secondary_y=False)
+    figure.update_yaxes(title_text="steps clipped (%)", type="linear", range=[0, 100], dtick=25, secondary_y=True,
+                        showgrid=False)
     return figure
 
 
@@ -159,7 +194,8 @@ def gradient_flow_figure(history: list[dict]) -> go.Figure:
     figure.update_layout(title="Gradient reaching each day of the window", **_LAYOUT)
     figure.update_layout(hovermode="closest")
     figure.update_xaxes(title_text="day in the lookback window")
-    figure.update_yaxes(title_text="‖∂L/∂hₜ‖ (mean over the epoch)", type="log")
+    figure.update_yaxes(title_text="‖∂L/∂hₜ‖ (mean over the epoch)",
+                        **_log_ticks([v for r in shown for v in r["step_grad_norms"]]))
     return figure
 
 
@@ -173,8 +209,9 @@ def runs_overlay_figure(histories: dict[str, list[dict]], log_y: bool = False) -
         figure.add_scatter(x=[r["epoch"] for r in history], y=[r["val_mse"] for r in history], name=label,
                            mode="lines+markers", line=dict(color=PALETTE[index % len(PALETTE)]))
     figure.update_layout(title="Validation MSE of the selected runs", **_LAYOUT)
-    figure.update_xaxes(title_text="epoch")
-    figure.update_yaxes(title_text="validation MSE (target units²)", type="log" if log_y else "linear")
+    _epoch_axis(figure, max(len(h) for h in histories.values()))
+    values = [r["val_mse"] for h in histories.values() for r in h]
+    figure.update_yaxes(title_text="validation MSE (target units²)", **(_log_ticks(values) if log_y else {"type": "linear"}))
     return figure
 
 

@@ -99,3 +99,10 @@ def test_runs_overlay_and_scoreboard():
 def test_param_labels_are_readable():
     assert figures.param_label("rnn.weight_hh_l1") == "W_hh layer 2"
     assert figures.param_label("head.weight") == "head W"
+
+
+def test_series_preview_plots_the_column_over_dates():
+    frame = pd.DataFrame({"temp_max": [1.0, 2.0, 3.0]}, index=pd.date_range("2020-01-01", periods=3, name="date"))
+    figure = figures.series_figure(frame, "temp_max", "°C")
+    assert list(figure.data[0].y) == [1.0, 2.0, 3.0]
+    assert figure.layout.yaxis.title.text == "temp_max (°C)" and figure.layout.xaxis.title.text == "date"
