@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from rnnlab import figures
-from rnnlab.data import DEFAULT_DATA_PATH, DataError, load_csv, prepare, unit_of
+from rnnlab.data import DEFAULT_DATA_PATH, DataError, default_target, load_csv, prepare, unit_of
 from rnnlab.evaluate import evaluate_saved_run
 from rnnlab.optim import OPTIMIZERS
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry
@@ -147,8 +147,7 @@ if table is not None:
         st.dataframe(table.frame.head(200), width="stretch")
     columns = table.numeric_columns
     pick_target, pick_horizon, pick_features = st.columns([1, 1, 3])
-    default_target = "temp_max" if "temp_max" in columns else ("tmax" if "tmax" in columns else columns[0])
-    target = pick_target.selectbox("Target", columns, index=columns.index(default_target), key=f"target::{name}",
+    target = pick_target.selectbox("Target", columns, index=columns.index(default_target(table)), key=f"target::{name}",
                                    help="The column to forecast.")
     horizon = pick_horizon.slider("Horizon (days ahead)", 1, 14, 1, key="horizon", help=HELP["horizon"])
     st.plotly_chart(figures.series_figure(table.frame, target, unit_of(target)), key="series_chart")

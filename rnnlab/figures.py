@@ -91,12 +91,16 @@ def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "")
     return figure
 
 
+def _split_rows(predictions: pd.DataFrame, split: str, unit: str):
+    """The prediction rows of one split, and the unit as an axis-title suffix."""
+    return predictions[predictions["split"] == split], (f" ({unit})" if unit else "")
+
+
 def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
     """Actual target, the model's forecast and persistence on the dates of one split."""
-    rows = predictions[predictions["split"] == split]
+    rows, unit_text = _split_rows(predictions, split, unit)
     if rows.empty:
         return _empty("Predictions", "No predictions yet.")
-    unit_text = f" ({unit})" if unit else ""
     figure = go.Figure()
     figure.add_scatter(x=rows["date"], y=rows["actual"], name="actual", mode="lines", line=dict(color=COLORS["actual"], width=1.5))
     figure.add_scatter(x=rows["date"], y=rows["persistence"], name="persistence (same as last day)", mode="lines",
@@ -110,10 +114,9 @@ def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", s
 
 def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
     """Forecast error (actual − predicted) over time for the model and persistence, and their spread."""
-    rows = predictions[predictions["split"] == split]
+    rows, unit_text = _split_rows(predictions, split, unit)
     if rows.empty:
         return _empty("Residuals", "No predictions yet.")
-    unit_text = f" ({unit})" if unit else ""
     figure = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], shared_yaxes=True, horizontal_spacing=0.03)
     model_error = rows["actual"] - rows["predicted"]
     persistence_error = rows["actual"] - rows["persistence"]

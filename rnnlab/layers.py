@@ -60,11 +60,6 @@ class Workspace:
         return array
 
 
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """Logistic function written via tanh: exact, and never overflows for large |a|."""
-    return 0.5 * (np.tanh(0.5 * a) + 1.0)
-
-
 def _project_inputs(x, weight_ih, bias, ws):
     """All time steps' input projections in one matmul: (T, B, D) -> (T, B, G*H)."""
     steps, batch, inputs = x.shape

@@ -71,7 +71,8 @@ class RecurrentModel:
         """An independent model with copied parameters (and its own scratch space)."""
         return RecurrentModel(self.kind, self.input_size, self.hidden_size, self.num_layers, self.params, self.dtype)
 
-    __deepcopy__ = lambda self, memo: self.copy()  # noqa: E731  (scratch space is never worth copying)
+    def __deepcopy__(self, memo) -> "RecurrentModel":
+        return self.copy()  # the scratch space is never worth copying
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))

@@ -5,6 +5,7 @@ test-artifacts/ for a person to look at.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,5 +133,20 @@ def test_uploading_a_broken_csv_shows_one_sentence_and_no_traceback(server_url, 
     csv_uploader.locator("input[type=file]").set_input_files(str(broken))
     page.get_by_text("No date column found").wait_for(timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "4-broken-upload.png"))
+    assert page.get_by_test_id("stException").count() == 0
+    page.close()
+
+
+def test_refreshing_the_browser_mid_run_finds_the_run_again(server_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    page.goto(server_url)
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=30_000)
+    _set_slider(page, "Epochs", 79)  # 80 epochs: a few seconds, long enough to refresh during the run
+    page.get_by_text("Epochs").first.click()
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text(re.compile(r"epoch \d+ of 80")).first.wait_for(timeout=20_000)
+    assert "run=" in page.url and "owner=" in page.url
+    page.reload()
+    page.get_by_text("Trained all 80 epochs").or_(page.get_by_text("Stopped early")).first.wait_for(timeout=60_000)
     assert page.get_by_test_id("stException").count() == 0
     page.close()
