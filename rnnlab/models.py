@@ -78,31 +78,32 @@ class RecurrentModel:
         return int(sum(p.size for p in self.params.values()))
 
     # -- forward / backward -------------------------------------------------------------------
-    def _time_major(self, x):
+    def _engine_layout(self, x):
+        """(batch, lookback, features) -> the engine's (lookback, features, batch), contiguous."""
         x = np.asarray(x, dtype=self.dtype)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"Expected inputs of shape (batch, lookback, {self.input_size}), got {x.shape}.")
-        return np.ascontiguousarray(x.transpose(1, 0, 2))
+        return np.ascontiguousarray(x.transpose(1, 2, 0))
 
     def _layer_weights(self, k):
         p = self.params
         return (p[f"rnn.weight_ih_l{k}"], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"])
 
     def _forward(self, x, workspaces=None):
-        """x: (batch, lookback, input_size) -> prediction (batch,), last hidden (batch, H), caches.
+        """x: (batch, lookback, input_size) -> prediction (batch,), last hidden (H, batch), caches.
 
         ``workspaces`` (one per layer) are reused scratch arrays for training; None allocates
         fresh ones, so predictions never disturb, or are disturbed by, a training step.
         """
-        h_seq = self._time_major(x)
+        h_seq = self._engine_layout(x)
         caches = []
         forward = layers.FORWARD[self.kind]
         for k in range(self.num_layers):
             ws = workspaces[k] if workspaces is not None else None
             h_seq, cache = forward(h_seq, *self._layer_weights(k), ws=ws)
             caches.append(cache)
-        last = h_seq[-1]  # (batch, H)
-        prediction = last @ self.params["head.weight"][0] + self.params["head.bias"][0]
+        last = h_seq[-1]  # (H, batch)
+        prediction = self.params["head.weight"][0] @ last + self.params["head.bias"][0]
         return prediction, last, caches
 
     def predict(self, x, chunk_size=4096) -> np.ndarray:
@@ -134,11 +135,11 @@ class RecurrentModel:
         d_prediction = (2.0 / error.shape[0]) * error  # (batch,)
 
         grads = {
-            "head.weight": (d_prediction @ last)[None, :],
+            "head.weight": (last @ d_prediction)[None, :],
             "head.bias": np.array([d_prediction.sum()], dtype=self.dtype),
         }
         # only the last step feeds the head, so the top layer gets no per-step outside gradient
-        dh_seq, dh_last = None, np.outer(d_prediction, self.params["head.weight"][0])
+        dh_seq, dh_last = None, np.outer(self.params["head.weight"][0], d_prediction)
         backward = layers.BACKWARD[self.kind]
         for k in reversed(range(self.num_layers)):
             dh_seq, layer_grads, dh_all = backward(dh_seq, caches[k], dh_last=dh_last, need_dx=k > 0)
@@ -161,7 +162,7 @@ class RecurrentModel:
         out = {}
         for k, cache in enumerate(caches):
             for gate, values in layers.gate_activations(self.kind, cache).items():
-                out[f"l{k}.{gate}"] = np.ascontiguousarray(values.transpose(1, 0, 2))
+                out[f"l{k}.{gate}"] = np.ascontiguousarray(values.transpose(2, 0, 1))
         return out
 
 

@@ -55,23 +55,21 @@ def test_step_norms_are_the_norm_of_the_gradient_wrt_each_hidden_state(kind):
     _, _, step_norms = model.loss_and_grads(x, y, return_step_norms=True)
     assert step_norms.shape == (4,)
 
-    # perturb h_t by adding a bump to the input projection path is awkward; instead rebuild the
-    # loss from h_t onwards: run the layer, then re-run the tail from a perturbed h_t.
+    # rebuild the loss from a perturbed h_t onwards with an independent textbook cell
     p = model.params
     weights = (p["rnn.weight_ih_l0"], p["rnn.weight_hh_l0"], p["rnn.bias_ih_l0"], p["rnn.bias_hh_l0"])
-    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
 
     def loss_from(t, h_t, c_t):
         h, c = h_t, c_t
-        for s in range(t + 1, x_tm.shape[0]):
-            h, c = _single_step(kind, x_tm[s], h, c, weights)
+        for s in range(t + 1, x.shape[1]):
+            h, c = _single_step(kind, x[:, s, :], h, c, weights)
         pred = h @ p["head.weight"][0] + p["head.bias"][0]
         return np.mean((pred - y) ** 2)
 
-    h_seq, cache = layers.FORWARD[kind](x_tm, *weights)
+    h_seq, cache = layers.FORWARD[kind](np.ascontiguousarray(x.transpose(1, 2, 0)), *weights)
     for t in range(4):
-        h_t = h_seq[t].copy()
-        c_t = cache[3][t + 1].copy() if kind == "lstm" else None
+        h_t = h_seq[t].T.copy()  # the engine keeps (H, batch); the textbook cell takes (batch, H)
+        c_t = cache[3][t + 1].T.copy() if kind == "lstm" else None
         numeric = np.empty_like(h_t)
         for index in np.ndindex(h_t.shape):
             bumped = h_t.copy()
@@ -105,7 +103,7 @@ def _single_step(kind, x_t, h, c, weights):
 
 def test_golden_hand_worked_lstm_from_the_seed_notebook():
     """shared/seeds/README.md (seed 001): 2 inputs, 1 hidden unit, 2 steps, loss Σ ½(h_t − y_t)²."""
-    x = np.array([[1.0, 2.0], [0.5, 3.0]])[:, None, :]  # (T=2, B=1, D=2), time-major
+    x = np.array([[1.0, 2.0], [0.5, 3.0]])[:, :, None]  # (T=2, D=2, B=1): the engine's layout
     y = np.array([0.5, 1.25])
     seed_w = np.array([[0.45, 0.25], [0.95, 0.8], [0.7, 0.45], [0.6, 0.4]])  # rows a, i, f, o
     seed_u = np.array([0.15, 0.8, 0.1, 0.25])
