@@ -7,7 +7,7 @@ the median seconds per epoch over ``--epochs`` timed epochs after one warm-up ep
 alternately with the engine (A/B/A/B…) so machine noise hits both alike:
 
 - torch on the CPU with the same settings, when torch is importable (ratio < 1: rnnlab is faster);
-- for LSTM (32, 7) in float64, the per-sequence loop of ``loop_lstm.py`` (the seed notebooks' way).
+- for LSTM (32, 7), the per-sequence loop of ``loop_lstm.py`` in float64 (the seed notebooks' way).
 
     python benchmarks/bench_engine.py                 # the full grid
     python benchmarks/bench_engine.py --models lstm --sizes 32x7 --epochs 5
@@ -152,7 +152,8 @@ def main(argv=None):
                 runners = {"rnnlab": numpy_epoch(kind, hidden, x, y, dtype)}
                 if have_torch:
                     runners["torch"] = torch_epoch(kind, hidden, x, y, dtype)
-                with_loop = kind == "lstm" and (hidden, lookback) == (32, 7) and dtype == "float64"
+                # the seed notebooks' loop runs in float64 (NumPy's default) beside either precision
+                with_loop = kind == "lstm" and (hidden, lookback) == (32, 7)
                 if with_loop:
                     runners["loop"] = loop_epoch(hidden, x, y)
                 median = timed_alternating(runners, args.epochs if not with_loop else max(5, args.epochs))

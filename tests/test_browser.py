@@ -120,7 +120,6 @@ def test_train_see_charts_and_download_weights_that_reproduce_the_predictions(se
     _, result = evaluate_saved_run(run, load_csv(DEFAULT_DATA_PATH))
     shown = pd.read_csv(predictions_path)
     np.testing.assert_allclose(result.predictions["predicted"], shown["predicted"], rtol=1e-12)
-    assert first_chart < 10  # generous here; the benchmark figure is the one printed above
 
 
 def test_uploading_a_broken_csv_shows_one_sentence_and_no_traceback(server_url, browser, tmp_path):
