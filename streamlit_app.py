@@ -219,7 +219,8 @@ def draw_run(run, snap):
                         key="residual_chart")
     else:
         for split in ("test", "validation"):
-            st.markdown(f"**{split.capitalize()} days** ({unit or 'target units'}; skill > 0 beats persistence)")
+            units = f"MSE in {unit}², RMSE and MAE in {unit}" if unit else "target units"
+            st.markdown(f"**{split.capitalize()} days** ({units}; skill above 0 beats persistence)")
             st.dataframe(figures.scoreboard(run.result.metrics, split).style.format("{:.3f}"), key=f"score_{split}")
 
 

@@ -141,3 +141,17 @@ def test_a_second_browser_session_sees_none_of_the_first_sessions_runs(page):
     assert _table_with(other, "run") is None and _table_with(other, "skill vs persistence") is None
     assert shared_registry().get(other.query_params["owner"], run.run_id) is None
     assert len(run.run_id) >= 20  # secrets.token_urlsafe(16)
+
+
+def test_uploaded_weights_are_scored_on_the_current_data_or_refused(page):
+    _small(page, epochs=2)
+    run = _train_until_done(page)
+    uploader = page.file_uploader(key="weights_upload")
+    uploader.set_value(("run.safetensors", run.download("safetensors"), "application/octet-stream")).run()
+    assert any("run.safetensors: LSTM, hidden 8" in s.value for s in page.success)
+    uploaded_scores = [f.value for f in page.dataframe if "skill vs persistence" in f.value.columns][-1]
+    expected = run.result.table("test").loc["model", "MSE"]
+    assert uploaded_scores.loc["model", "MSE"] == expected  # the same weights score the same on the same data
+    page.file_uploader(key="weights_upload").set_value(("junk.npz", b"PK\x03\x04 not really a zip", "application/zip")).run()
+    assert any("truncated or damaged" in e.value for e in page.error)
+    assert not page.exception
