@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,26 +151,64 @@ def _find_date_column(raw: pd.DataFrame) -> tuple[str, pd.Series]:
     )
 
 
+def _read_table(text: str, source_name: str) -> pd.DataFrame:
+    """Parse CSV text with a comma, or with ';' or a tab when the header uses them (spreadsheet exports).
+
+    A row with more values than the header has columns is an error: pandas would silently drop
+    the extra values.
+    """
+    header = text.split("\n", 1)[0]
+    separators = [","] + [s for s in (";", "\t") if s in header]
+    narrow, reason = None, "unreadable"
+    for separator in separators:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                raw = pd.read_csv(io.StringIO(text), sep=separator, index_col=False, skipinitialspace=True)
+        except pd.errors.ParserWarning:
+            reason = "some rows have more values than the header has columns"
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, TypeError) as error:
+            ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+            if ragged:
+                expected, line, seen = ragged.groups()
+                reason = f"line {line} has {seen} values but the header has {expected} columns"
+            else:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+            continue
+        if raw.shape[1] >= 2:
+            return raw
+        narrow = raw
+    if narrow is not None:
+        return narrow  # one column: refused below with a sentence saying what a table needs
+    raise NotACSVError(f"{source_name} could not be read as a CSV ({reason}).")
+
+
 def load_csv(source, name: str | None = None) -> LoadedTable:
     """Read a daily table from a path, a file-like object or bytes. Raises DataError."""
     raw_bytes, source_name = _read_bytes(source)
     source_name = name or source_name
     if not raw_bytes.strip():
         raise NotACSVError(f"{source_name} is empty: choose a CSV file with a header row and one row per day.")
+    if raw_bytes[:4] == b"PK\x03\x04":
+        raise NotACSVError(f"{source_name} is an Excel workbook or a zip archive, not a CSV: save it as CSV first.")
+    if b"\x00" in raw_bytes[:4096]:
+        raise NotACSVError(f"{source_name} is a binary file, not a text CSV.")
     try:
-        raw = pd.read_csv(io.BytesIO(raw_bytes), index_col=False, skipinitialspace=True)
+        text = raw_bytes.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise NotACSVError(f"{source_name} is not a text CSV (it could not be decoded as UTF-8).") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise NotACSVError(f"{source_name} could not be read as a CSV ({reason}).") from None
+        text = raw_bytes.decode("latin-1")  # older exports; every byte sequence decodes
+        notes_from_reading = ["Read the file as Latin-1 text (it is not UTF-8)."]
+    else:
+        notes_from_reading = []
+    raw = _read_table(text, source_name)
     if raw.shape[1] < 2 or len(raw) == 0:
         raise NotACSVError(
             f"{source_name} does not look like a CSV table: it needs a header row, a date column and at least one numeric column."
         )
 
     date_column, dates = _find_date_column(raw)
-    notes = []
+    notes = notes_from_reading
     bad_dates = int(dates.isna().sum())
     if bad_dates:
         notes.append(f"Dropped {bad_dates} rows whose date could not be read.")
@@ -198,6 +238,12 @@ def load_csv(source, name: str | None = None) -> LoadedTable:
         raise NoNumericFeaturesError(f"{source_name} has no numeric columns to learn from (only {', '.join(ignored)}).")
     frame = frame[numeric].astype("float64")
     frame.columns = [str(c) for c in frame.columns]
+    empty = [c for c in frame.columns if frame[c].isna().all()]
+    if empty:
+        frame = frame.drop(columns=empty)
+        notes.append(f"Ignored empty column{'s' if len(empty) > 1 else ''}: {', '.join(empty)}.")
+        if frame.shape[1] == 0:
+            raise NoNumericFeaturesError(f"{source_name} has no numeric values to learn from: every numeric column is empty.")
 
     infinite = np.isinf(frame.to_numpy())
     if infinite.any():

@@ -109,6 +109,9 @@ def test_forward_fill_counts_and_leading_gaps_are_dropped():
         (_csv("date,a\n2020-01-01,1\n2020-01-01,2\n2020-01-02,3"), data.DuplicateDatesError, "2020-01-01"),
         (_csv("date,kind\n2020-01-01,sun\n2020-01-02,rain"), data.NoNumericFeaturesError, "no numeric columns"),
         (_csv("date,a\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,2"), data.NonFiniteValuesError, "infinite"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), data.NotACSVError, "Excel workbook"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-02,2,7,8\n2020-01-03,3"), data.NotACSVError, "line 3 has 4 values but the header has 2 columns"),
+        (_csv("date,b\n2020-01-01,\n2020-01-02,"), data.NoNumericFeaturesError, "every numeric column is empty"),
     ],
 )
 def test_bad_files_get_one_readable_sentence(content, error, words):
@@ -147,3 +150,15 @@ def test_same_numbers_whatever_the_date_format():
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y/%m/%d")
     iso, slashed = load_csv(iso_bytes), load_csv(frame.to_csv(index=False).encode())
     pd.testing.assert_frame_equal(iso.frame, slashed.frame)
+
+
+def test_spreadsheet_exports_are_read_as_they_come():
+    semicolons = load_csv(_csv("date;tmax;tmin\n2020-01-01;1,5;2\n2020-01-02;3;4\n2020-01-03;5;6"))
+    assert semicolons.numeric_columns == ["tmin"]  # "1,5" (a decimal comma) leaves tmax as text, said in a note
+    assert any("tmax" in n for n in semicolons.notes)
+    tabs = load_csv(_csv("date\ttmax\n2020-01-01\t1\n2020-01-02\t3"))
+    assert tabs.numeric_columns == ["tmax"]
+    latin1 = load_csv("date,temp,note\n2020-01-01,1,caf\xe9\n2020-01-02,2,x\n".encode("latin-1"))
+    assert latin1.numeric_columns == ["temp"] and any("Latin-1" in n for n in latin1.notes)
+    with_empty = load_csv(_csv("date,a,b\n2020-01-01,1,\n2020-01-02,2,\n2020-01-03,3,"))
+    assert with_empty.numeric_columns == ["a"] and any("empty column: b" in n for n in with_empty.notes)
