@@ -31,10 +31,19 @@ from rnnlab.runs import shared_registry  # noqa: E402
 POLL_SECONDS = 0.75  # the page's own polling interval (streamlit_app.POLL_SECONDS)
 
 
+def quiet_streamlit():
+    """Calls from outside a page run (the registry lookups here) log a harmless "missing
+    ScriptRunContext" warning each; keep the benchmark's output to its figures."""
+    import streamlit.logger
+
+    streamlit.logger.set_log_level("error")
+
+
 def app_seconds(epochs: int) -> float:
     """Training-and-scoring seconds of one run started from the page, with the page polling beside it."""
     from streamlit.testing.v1 import AppTest
 
+    quiet_streamlit()
     shared_registry().clear()
     page = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     page.run()
