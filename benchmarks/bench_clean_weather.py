@@ -1,6 +1,6 @@
 """Acceptance figures on the notebooks' clean_weather.csv: test MSE per model kind and seed, °F².
 
-    python benchmarks/bench_clean_weather.py [--models lstm,gru,rnn] [--seeds 0,1,2] [--epochs 30]
+    python benchmarks/bench_clean_weather.py [--models lstm,gru,rnn] [--seeds 0,1,2] [--epochs 30] [--patience 10]
 
 Settings of the issue: hidden 32, lookback 7, Adam 1e-3, batch 64, clip 1.0, tmax 1 day ahead from
 tmax, tmin, rain. Prints each run, then the median per model next to persistence and least squares.
@@ -27,7 +27,8 @@ def main(argv=None):
     parser.add_argument("--models", default="lstm,gru,rnn")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--patience", type=int, default=TrainConfig.patience,
+                        help="early-stopping patience (default: TrainConfig's); 0 trains every epoch")
     args = parser.parse_args(argv)
     if not CLEAN_WEATHER.exists():
         print(f"{CLEAN_WEATHER} is absent: nothing to measure.")
