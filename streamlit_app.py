@@ -11,12 +11,15 @@ from __future__ import annotations
 import streamlit as st
 
 from rnnlab import figures
-from rnnlab.data import DEFAULT_DATA_PATH, DataError, default_target, load_csv, prepare, unit_of
+from rnnlab.errors import DataError, WeightsError
+from rnnlab.figures import unit_of
+from rnnlab.tables import DEFAULT_DATA_PATH, default_target, load_csv
+from rnnlab.windows import prepare
 from rnnlab.evaluate import evaluate_saved_run
 from rnnlab.optim import OPTIMIZERS
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry
 from rnnlab.train import TrainConfig
-from rnnlab.weights_io import WeightsError, load_run
+from rnnlab.weights_io import load_run
 
 MAX_UPLOAD_MB = 10  # also server.maxUploadSize in .streamlit/config.toml
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0]

@@ -15,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rnnlab.data import load_csv, prepare  # noqa: E402
+from rnnlab.tables import load_csv  # noqa: E402
+from rnnlab.windows import prepare  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
 from rnnlab.train import TrainConfig, Trainer  # noqa: E402
 

@@ -37,7 +37,8 @@ BATCH, LR, CLIP, THREADS = 64, 1e-3, 1.0, 2
 def training_windows(lookback: int):
     """(x (n, lookback, 3), y (n,), source description) of the weather data's training split."""
     if CLEAN_WEATHER.exists():
-        from rnnlab.data import load_csv, prepare
+        from rnnlab.tables import load_csv
+        from rnnlab.windows import prepare
 
         prepared = prepare(load_csv(CLEAN_WEATHER), target="tmax", features=["tmax", "tmin", "rain"],
                            lookback=lookback, horizon=1)

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from rnnlab.data import DEFAULT_DATA_PATH, DataError, latest_window, load_csv, prepare
+from rnnlab.errors import DataError, WeightsError
+from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
+from rnnlab.windows import latest_window, prepare
 from rnnlab.evaluate import evaluate, evaluate_saved_run
 from rnnlab.train import TrainConfig, Trainer, history_frame
-from rnnlab.weights_io import WeightsError, load_run, save_run
+from rnnlab.weights_io import load_run, save_run
 
 _HELP = {
     "model": "rnn, lstm or gru", "hidden_size": "units per recurrent layer", "num_layers": "stacked layers",

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from rnnlab.data import PreparedData
+from rnnlab.windows import PreparedData
 
 EVAL_SPLITS = ("validation", "test")
 PREDICTORS = ("model", "persistence", "climatology", "least squares")
@@ -96,7 +96,7 @@ def evaluate_saved_run(run, table):
 
     Returns (prepared, result); raises WeightsError when the table lacks the run's columns.
     """
-    from rnnlab.data import prepare
+    from rnnlab.windows import prepare
     from rnnlab.weights_io import check_fits
 
     check_fits(run, table)

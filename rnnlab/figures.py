@@ -16,6 +16,16 @@ COLORS = {
     "persistence": "#7f7f7f", "threshold": "#d62728", "clipped": "rgba(148, 103, 189, 0.35)",
 }
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+# units of the columns of the two data sets this project knows (data/README.md, shared/data/README.md)
+KNOWN_UNITS = {"temp_max": "°C", "temp_min": "°C", "precipitation": "mm", "wind": "m/s",
+               "tmax": "°F", "tmin": "°F", "rain": "in", "tmax_tomorrow": "°F"}
+
+
+def unit_of(column: str) -> str:
+    """The unit of a known column ('' when unknown), for axis titles."""
+    return KNOWN_UNITS.get(column, "")
+
+
 _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=50),
                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), hovermode="x unified")
 

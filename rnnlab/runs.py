@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rnnlab.data import PreparedData
+from rnnlab.windows import PreparedData
 from rnnlab.evaluate import evaluate
 from rnnlab.train import TrainConfig, Trainer, history_frame
 from rnnlab.weights_io import run_to_bytes

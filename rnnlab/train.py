@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rnnlab.data import PreparedData, SettingError
+from rnnlab.errors import SettingError
+from rnnlab.windows import PreparedData
 from rnnlab.models import DTYPES, KINDS, create_model
 from rnnlab.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer
 

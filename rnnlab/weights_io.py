@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlab.errors import WeightsError
 from rnnlab.models import DTYPES, KINDS, RecurrentModel, param_shapes
 
 FORMAT_NAME = "rnnlab-run"
@@ -24,10 +25,6 @@ FORMAT_VERSION = 1
 _NPZ_METADATA_KEY = "__rnnlab_metadata__"
 _ST_METADATA_KEY = "rnnlab"
 _MAX_HEADER = 10 * 1024 * 1024  # a safetensors header beyond this is not one of ours
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be used; the message says why."""
 
 
 @dataclass

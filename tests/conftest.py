@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab.data import DEFAULT_DATA_PATH, load_csv, prepare
+from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
+from rnnlab.windows import prepare
 
 CLEAN_WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "clean_weather.csv"
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.data import load_csv, prepare
+from rnnlab.tables import load_csv
+from rnnlab.windows import prepare
 from rnnlab.weights_io import load_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab import data
-from rnnlab.data import load_csv, prepare
+from rnnlab import errors
+from rnnlab.tables import load_csv
+from rnnlab.windows import prepare
 
 
 def _csv(text: str) -> bytes:
@@ -65,7 +66,7 @@ def test_clean_weather_gaps_fill_and_leak_guard(clean_weather_path):
     for split in ("train", "validation", "test"):
         dates = prepared.windows[split]["dates"]
         assert dates.is_monotonic_increasing
-    with pytest.raises(data.LeakError, match="tmax_tomorrow"):
+    with pytest.raises(errors.LeakError, match="tmax_tomorrow"):
         prepare(table, target="tmax", features=["tmax", "tmax_tomorrow"])
 
 
@@ -102,16 +103,16 @@ def test_forward_fill_counts_and_leading_gaps_are_dropped():
 @pytest.mark.parametrize(
     "content, error, words",
     [
-        (b"", data.NotACSVError, "empty"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage", data.NotACSVError, "CSV"),
-        (_csv("just one column\n1\n2"), data.NotACSVError, "does not look like a CSV"),
-        (_csv("a,b\n1,2\n3,4\n5,6"), data.NoDateColumnError, "No date column"),
-        (_csv("date,a\n2020-01-01,1\n2020-01-01,2\n2020-01-02,3"), data.DuplicateDatesError, "2020-01-01"),
-        (_csv("date,kind\n2020-01-01,sun\n2020-01-02,rain"), data.NoNumericFeaturesError, "no numeric columns"),
-        (_csv("date,a\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,2"), data.NonFiniteValuesError, "infinite"),
-        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), data.NotACSVError, "Excel workbook"),
-        (_csv("date,a\n2020-01-01,1\n2020-01-02,2,7,8\n2020-01-03,3"), data.NotACSVError, "line 3 has 4 values but the header has 2 columns"),
-        (_csv("date,b\n2020-01-01,\n2020-01-02,"), data.NoNumericFeaturesError, "every numeric column is empty"),
+        (b"", errors.NotACSVError, "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage", errors.NotACSVError, "CSV"),
+        (_csv("just one column\n1\n2"), errors.NotACSVError, "does not look like a CSV"),
+        (_csv("a,b\n1,2\n3,4\n5,6"), errors.NoDateColumnError, "No date column"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-01,2\n2020-01-02,3"), errors.DuplicateDatesError, "2020-01-01"),
+        (_csv("date,kind\n2020-01-01,sun\n2020-01-02,rain"), errors.NoNumericFeaturesError, "no numeric columns"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-02,inf\n2020-01-03,2"), errors.NonFiniteValuesError, "infinite"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(64), errors.NotACSVError, "Excel workbook"),
+        (_csv("date,a\n2020-01-01,1\n2020-01-02,2,7,8\n2020-01-03,3"), errors.NotACSVError, "line 3 has 4 values but the header has 2 columns"),
+        (_csv("date,b\n2020-01-01,\n2020-01-02,"), errors.NoNumericFeaturesError, "every numeric column is empty"),
     ],
 )
 def test_bad_files_get_one_readable_sentence(content, error, words):
@@ -123,24 +124,24 @@ def test_bad_files_get_one_readable_sentence(content, error, words):
 
 def test_bad_choices_get_one_readable_sentence():
     table = load_csv(_daily(60, flat=np.full(60, 3.0)))
-    with pytest.raises(data.TargetMissingError, match="'rain' is not in the data"):
+    with pytest.raises(errors.TargetMissingError, match="'rain' is not in the data"):
         prepare(table, target="rain")
-    with pytest.raises(data.TargetMissingError, match="wind"):
+    with pytest.raises(errors.TargetMissingError, match="wind"):
         prepare(table, target="tmax", features=["tmax", "wind"])
-    with pytest.raises(data.ConstantColumnError, match="'flat' has the same value"):
+    with pytest.raises(errors.ConstantColumnError, match="'flat' has the same value"):
         prepare(table, target="tmax")
-    with pytest.raises(data.TooFewRowsError, match="validation split has 9 rows"):
+    with pytest.raises(errors.TooFewRowsError, match="validation split has 9 rows"):
         prepare(table, target="tmax", features=["tmax"], lookback=20)
-    with pytest.raises(data.SettingError, match="lookback"):
+    with pytest.raises(errors.SettingError, match="lookback"):
         prepare(table, target="tmax", features=["tmax"], lookback=0)
-    with pytest.raises(data.SettingError, match="Split shares"):
+    with pytest.raises(errors.SettingError, match="Split shares"):
         prepare(table, target="tmax", features=["tmax"], splits=(0.9, 0.2))
 
 
 def test_missing_file_and_uploaded_text_file():
-    with pytest.raises(data.NotACSVError, match="no file"):
+    with pytest.raises(errors.NotACSVError, match="no file"):
         load_csv("/nonexistent/weather.csv")
-    with pytest.raises(data.DataError):
+    with pytest.raises(errors.DataError):
         load_csv(b"hello\nworld\n")
 
 

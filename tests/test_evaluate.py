@@ -69,7 +69,8 @@ def test_climatology_is_the_training_mean_per_day_of_year(seattle_prepared):
 
 
 def test_clean_weather_baselines_match_the_reference_figures(clean_weather_path):
-    from rnnlab.data import load_csv, prepare
+    from rnnlab.tables import load_csv
+    from rnnlab.windows import prepare
 
     prepared = prepare(load_csv(clean_weather_path), target="tmax", features=["tmax", "tmin", "rain"], lookback=7)
     test = evaluate(_Constant(0.0), prepared).table("test")

@@ -6,7 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from rnnlab.data import SettingError, load_csv, prepare
+from rnnlab.errors import SettingError
+from rnnlab.tables import load_csv
+from rnnlab.windows import prepare
 from rnnlab.evaluate import evaluate
 from rnnlab.train import TrainConfig, Trainer
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rnnlab.data import load_csv
+from rnnlab.tables import load_csv
 from rnnlab.train import TrainConfig, Trainer
 from rnnlab.weights_io import WeightsError, check_fits, load_run, run_to_bytes, save_run
 

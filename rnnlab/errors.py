@@ -1,0 +1,52 @@
+"""The errors rnnlab raises for input it cannot use: each message is one sentence saying what is
+wrong and what to do. They are ``ValueError``s, so a caller can catch them all at once."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """The data cannot be used as it is; the message says why and what to do."""
+
+
+class NotACSVError(DataError):
+    pass
+
+
+class NoDateColumnError(DataError):
+    pass
+
+
+class DuplicateDatesError(DataError):
+    pass
+
+
+class NoNumericFeaturesError(DataError):
+    pass
+
+
+class TargetMissingError(DataError):
+    pass
+
+
+class ConstantColumnError(DataError):
+    pass
+
+
+class TooFewRowsError(DataError):
+    pass
+
+
+class NonFiniteValuesError(DataError):
+    pass
+
+
+class LeakError(DataError):
+    pass
+
+
+class SettingError(DataError):
+    """A setting (lookback, horizon, split shares, features) that cannot work."""
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used; the message says why."""
