@@ -15,11 +15,11 @@ from rnnlab.errors import DataError, WeightsError
 from rnnlab.figures import unit_of
 from rnnlab.tables import DEFAULT_DATA_PATH, default_target, load_csv
 from rnnlab.windows import prepare
-from rnnlab.evaluate import evaluate_saved_run
+
 from rnnlab.optim import OPTIMIZERS
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry
 from rnnlab.train import TrainConfig
-from rnnlab.weights_io import load_run
+from rnnlab.weights_io import evaluate_saved_run, load_run
 
 MAX_UPLOAD_MB = 10  # also server.maxUploadSize in .streamlit/config.toml
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0]

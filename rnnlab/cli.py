@@ -21,9 +21,9 @@ import pandas as pd
 from rnnlab.errors import DataError, WeightsError
 from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
 from rnnlab.windows import latest_window, prepare
-from rnnlab.evaluate import evaluate, evaluate_saved_run
+from rnnlab.evaluate import evaluate
 from rnnlab.train import TrainConfig, Trainer, history_frame
-from rnnlab.weights_io import load_run, save_run
+from rnnlab.weights_io import evaluate_saved_run, load_run, save_run
 
 _HELP = {
     "model": "rnn, lstm or gru", "hidden_size": "units per recurrent layer", "num_layers": "stacked layers",

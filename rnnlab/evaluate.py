@@ -89,17 +89,3 @@ def evaluate(model, prepared: PreparedData, baselines: dict | None = None) -> Ev
         }))
     metrics = pd.DataFrame(rows).set_index(["predictor", "split"])[list(METRIC_COLUMNS)]
     return EvaluationResult(metrics, pd.concat(frames, ignore_index=True))
-
-
-def evaluate_saved_run(run, table):
-    """Score a loaded weights file on a table with the run's own settings and saved scalers.
-
-    Returns (prepared, result); raises WeightsError when the table lacks the run's columns.
-    """
-    from rnnlab.windows import prepare
-    from rnnlab.weights_io import check_fits
-
-    check_fits(run, table)
-    prepared = prepare(table, target=run.target, features=run.features, lookback=run.metadata["lookback"],
-                       horizon=run.metadata["horizon"], scaler_stats=run.metadata["scaler"])
-    return prepared, evaluate(run.model, prepared)

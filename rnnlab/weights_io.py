@@ -191,3 +191,17 @@ def check_fits(run: LoadedRun, table) -> None:
             f"These weights need the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
             f"which this data does not have (it has {', '.join(table.frame.columns)})."
         )
+
+
+def evaluate_saved_run(run, table):
+    """Score a loaded weights file on a table with the run's own settings and saved scalers.
+
+    Returns (prepared, result); raises WeightsError when the table lacks the run's columns.
+    """
+    from rnnlab.evaluate import evaluate
+    from rnnlab.windows import prepare
+
+    check_fits(run, table)
+    prepared = prepare(table, target=run.target, features=run.features, lookback=run.metadata["lookback"],
+                       horizon=run.metadata["horizon"], scaler_stats=run.metadata["scaler"])
+    return prepared, evaluate(run.model, prepared)

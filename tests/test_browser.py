@@ -112,7 +112,7 @@ def test_train_see_charts_and_download_weights_that_reproduce_the_predictions(se
     page.close()
 
     from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
-    from rnnlab.evaluate import evaluate_saved_run
+    from rnnlab.weights_io import evaluate_saved_run
     from rnnlab.weights_io import load_run
 
     run = load_run(weights_path)
