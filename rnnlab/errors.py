@@ -16,6 +16,10 @@ class NoDateColumnError(DataError):
     pass
 
 
+class DateFormatError(DataError):
+    """The date column mixes formats, so no single reading of it is right."""
+
+
 class DuplicateDatesError(DataError):
     pass
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnnlab.errors import (DuplicateDatesError, NoDateColumnError, NonFiniteValuesError, NoNumericFeaturesError,
+from rnnlab.errors import (DateFormatError, DuplicateDatesError, NoDateColumnError, NonFiniteValuesError, NoNumericFeaturesError,
                            NotACSVError, TooFewRowsError)
 
 DEFAULT_DATA_PATH = Path(__file__).resolve().parents[1] / "data" / "seattle_weather.csv"
@@ -34,6 +34,10 @@ class LoadedTable:
     """A daily table ready for ``prepare``.
 
     frame: numeric columns only, float64, indexed by a sorted, unique DatetimeIndex named "date".
+    filled_mask: (rows, columns) bool, same index and columns as ``frame``: True where the cell was
+        empty in the file and holds the previous day's value (not an observation).
+    date_format: how the date column was read, as the user is told it, e.g. "DD/MM/YYYY".
+    filled: per column, how many cells were filled (the column sums of ``filled_mask``).
     """
 
     frame: pd.DataFrame
@@ -45,6 +49,8 @@ class LoadedTable:
     dropped_rows: int
     gaps: list[tuple[pd.Timestamp, pd.Timestamp, int]]  # (last date before, first date after, missing steps)
     step: pd.Timedelta
+    filled_mask: pd.DataFrame
+    date_format: str
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -85,7 +91,76 @@ def _read_bytes(source) -> tuple[bytes, str]:
     raise NotACSVError(f"Cannot read data from a {type(source).__name__}: give a path or the file's bytes.")
 
 
-def _find_date_column(raw: pd.DataFrame) -> tuple[str, pd.Series]:
+# Candidate date formats as (what the user is told, the strptime format pandas parses with). A column
+# must fit ONE of them on every cell: pandas' format="mixed" reads each cell alone, so 02/01/2020 would
+# become 1 February while 13/01/2020 became 13 January. The order is the preference when several fit
+# every cell, which happens only when no day is above 12: ISO first, then month-first like pandas and
+# like the US exports (NOAA, °F) this project's data come from; the note on the table says which was
+# read, so a day-first user sees the guess. To read another form (compact YYYYMMDD, UTC offsets), add
+# a row here.
+_DATE_ORDERS = (("YYYY{s}MM{s}DD", "%Y{s}%m{s}%d"), ("MM{s}DD{s}YYYY", "%m{s}%d{s}%Y"),
+                ("DD{s}MM{s}YYYY", "%d{s}%m{s}%Y"))
+_DATE_SEPARATORS = ("-", "/", ".")
+_TIME_PARTS = (("", ""), (" HH:MM", " %H:%M"), (" HH:MM:SS", " %H:%M:%S"), ("THH:MM", "T%H:%M"),
+               ("THH:MM:SS", "T%H:%M:%S"))
+DATE_FORMATS: tuple[tuple[str, str], ...] = tuple(
+    (label.format(s=sep) + time_label, strptime.format(s=sep) + time_format)
+    for time_label, time_format in _TIME_PARTS for label, strptime in _DATE_ORDERS for sep in _DATE_SEPARATORS
+)
+_SAMPLE = 20  # cells tried against every candidate before parsing the whole column with the ones that fit
+
+
+@dataclass
+class _DateReading:
+    """How one column's dates were read. parsed: (rows,) datetimes, NaT where the cell was blank."""
+
+    column: object  # as pandas named it in the raw table
+    parsed: pd.Series
+    label: str  # e.g. "DD/MM/YYYY"
+    format: str  # e.g. "%d/%m/%Y"
+    also_fits: list[str]  # other formats that read every cell too (the choice was a guess)
+
+
+def _read_dates(column, values: pd.Series) -> _DateReading | None:
+    """Read a column with the one candidate format that fits every non-blank cell.
+
+    None when the column does not hold dates (fewer than 90% of its cells fit any candidate);
+    DataError when it holds dates but no single format fits them all.
+    """
+    text = values.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    cells = text[present]
+    if cells.empty:
+        return None
+    # grow the set of fitting candidates from samples of the cells no candidate has read yet, so that a
+    # column mixing two formats is seen as such without parsing it once per candidate
+    parsed, unread = {}, cells
+    while len(unread):
+        sample = unread.iloc[:_SAMPLE]
+        new = [(label, fmt) for label, fmt in DATE_FORMATS if label not in parsed
+               and pd.to_datetime(sample, format=fmt, errors="coerce").notna().any()]
+        if not new:
+            break
+        for label, fmt in new:
+            parsed[label] = (fmt, pd.to_datetime(cells, format=fmt, errors="coerce"))
+        read = np.logical_or.reduce([dates.notna().to_numpy() for _, dates in parsed.values()])
+        unread = cells[~read]
+    if not parsed or len(unread) > 0.1 * len(cells):
+        return None
+    fitting = [label for label, (_, dates) in parsed.items() if dates.notna().all()]
+    if not fitting:
+        best = max(parsed, key=lambda label: parsed[label][1].notna().sum())
+        offending = cells[parsed[best][1].isna()].iloc[0]
+        raise DateFormatError(
+            f"The dates in column '{column}' do not share one format: '{offending}' does not fit {best} like the "
+            f"others, so write every date the same way (YYYY-MM-DD is safest)."
+        )
+    label = fitting[0]  # DATE_FORMATS is in order of preference
+    fmt, dates = parsed[label]
+    return _DateReading(column, dates.reindex(values.index), label, fmt, fitting[1:])
+
+
+def _find_date_column(raw: pd.DataFrame) -> _DateReading:
     """The column holding dates: a named date/time column first, else an unnamed or first column."""
     named = [c for c in raw.columns if str(c).strip().lower() in _DATE_NAMES]
     unnamed = [c for c in raw.columns if str(c).startswith("Unnamed: ") or str(c).strip() == ""]
@@ -94,9 +169,9 @@ def _find_date_column(raw: pd.DataFrame) -> tuple[str, pd.Series]:
         values = raw[column]
         if pd.api.types.is_numeric_dtype(values) and column not in named:
             continue  # plain numbers are not dates unless the column says so
-        parsed = pd.to_datetime(values.astype(str), errors="coerce", format="mixed")
-        if parsed.notna().mean() >= 0.9:
-            return column, parsed
+        reading = _read_dates(column, values)
+        if reading is not None:
+            return reading
     raise NoDateColumnError(
         "No date column found: name one column 'date' (or put the dates, like 2015-12-31, in the first column)."
     )
@@ -158,12 +233,18 @@ def load_csv(source, name: str | None = None) -> LoadedTable:
             f"{source_name} does not look like a CSV table: it needs a header row, a date column and at least one numeric column."
         )
 
-    date_column, dates = _find_date_column(raw)
+    reading = _find_date_column(raw)
+    dates = reading.parsed
     notes = notes_from_reading
+    if reading.also_fits:
+        notes.append(f"Read dates as {reading.label}; no day or month is above 12, so {' or '.join(reading.also_fits)} "
+                     "would fit too: if that is how they are written, save the dates as YYYY-MM-DD.")
+    else:
+        notes.append(f"Read dates as {reading.label}.")
     bad_dates = int(dates.isna().sum())
     if bad_dates:
-        notes.append(f"Dropped {bad_dates} rows whose date could not be read.")
-    frame = raw.drop(columns=[date_column]).loc[dates.notna()]
+        notes.append(f"Dropped {bad_dates} row{'s' if bad_dates > 1 else ''} without a date.")
+    frame = raw.drop(columns=[reading.column]).loc[dates.notna()]
     frame.index = pd.DatetimeIndex(dates[dates.notna()]).normalize()
     frame.index.name = "date"
 
@@ -204,18 +285,16 @@ def load_csv(source, name: str | None = None) -> LoadedTable:
             "replace it with a real number or leave the cell empty."
         )
 
-    missing = frame.isna().sum()
-    filled = {c: int(n) for c, n in missing.items() if n}
+    missing = frame.isna()
     frame = frame.ffill()
     still_missing = frame.isna().any(axis=1)
     dropped = int(still_missing.sum())
     # forward fill cannot reach the first rows; those cells were dropped, not filled
     if dropped:
-        for c in filled:
-            filled[c] -= int(frame[c].isna().sum())
-        filled = {c: n for c, n in filled.items() if n}
         frame = frame.loc[~still_missing]
         notes.append(f"Dropped {dropped} leading rows with values missing before the first observation.")
+    filled_mask = missing.loc[frame.index]
+    filled = {c: int(n) for c, n in filled_mask.sum().items() if n}
     if filled:
         details = ", ".join(f"{n} in {c}" for c, n in filled.items())
         notes.append(f"Filled {sum(filled.values())} missing values from the previous day ({details}).")
@@ -235,8 +314,8 @@ def load_csv(source, name: str | None = None) -> LoadedTable:
             f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''} in the dates ({sum(g[2] for g in gaps):,} missing days; "
             f"the largest, {largest[2]:,} days after {largest[0].date()}); no window spans a gap."
         )
-    return LoadedTable(frame, source_name, hashlib.sha256(raw_bytes).hexdigest(), str(date_column), ignored,
-                       filled, dropped + bad_dates, gaps, step, notes)
+    return LoadedTable(frame, source_name, hashlib.sha256(raw_bytes).hexdigest(), str(reading.column), ignored,
+                       filled, dropped + bad_dates, gaps, step, filled_mask, reading.label, notes)
 
 
 def default_target(table: LoadedTable) -> str:

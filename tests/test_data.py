@@ -129,7 +129,9 @@ def test_bad_choices_get_one_readable_sentence():
     with pytest.raises(errors.TargetMissingError, match="wind"):
         prepare(table, target="tmax", features=["tmax", "wind"])
     with pytest.raises(errors.ConstantColumnError, match="'flat' has the same value"):
-        prepare(table, target="tmax")
+        prepare(table, target="tmax", features=["tmax", "flat"])
+    with pytest.raises(errors.ConstantColumnError, match="target 'flat' has the same value"):
+        prepare(table, target="flat")
     with pytest.raises(errors.TooFewRowsError, match="validation split has 9 rows"):
         prepare(table, target="tmax", features=["tmax"], lookback=20)
     with pytest.raises(errors.SettingError, match="lookback"):
@@ -143,6 +145,61 @@ def test_missing_file_and_uploaded_text_file():
         load_csv("/nonexistent/weather.csv")
     with pytest.raises(errors.DataError):
         load_csv(b"hello\nworld\n")
+
+
+def _dated(dates, fmt):
+    """A CSV whose 'date' column writes the given dates with strftime format ``fmt``; a = day of month."""
+    return pd.DataFrame({"date": [d.strftime(fmt) for d in dates], "a": [float(d.day) for d in dates]}).to_csv(
+        index=False).encode()
+
+
+@pytest.mark.parametrize("fmt, label", [("%d/%m/%Y", "DD/MM/YYYY"), ("%m/%d/%Y", "MM/DD/YYYY"),
+                                        ("%d.%m.%Y", "DD.MM.YYYY"), ("%d-%m-%Y", "DD-MM-YYYY"),
+                                        ("%Y-%m-%d", "YYYY-MM-DD"), ("%Y/%m/%d", "YYYY/MM/DD"),
+                                        ("%Y-%m-%d %H:%M:%S", "YYYY-MM-DD HH:MM:SS"),
+                                        ("%Y-%m-%dT%H:%M", "YYYY-MM-DDTHH:MM")])
+def test_one_date_format_is_read_for_the_whole_column(fmt, label):
+    # 02/01 comes before 13/01: format="mixed" read the first as 2 February and the second as 13 January
+    dates = pd.date_range("2020-01-02", periods=20)
+    table = load_csv(_dated(dates, fmt))
+    assert table.date_format == label and f"Read dates as {label}." in table.notes
+    assert list(table.frame.index) == list(dates)  # every day in place, none scrambled into another month
+    assert table.frame["a"].tolist() == [float(d.day) for d in dates]
+
+
+def test_ambiguous_dates_are_read_month_first_and_the_guess_is_said():
+    dates = pd.to_datetime(["2020-01-02", "2020-01-03", "2020-01-04"])
+    table = load_csv(_dated(dates, "%m/%d/%Y"))
+    assert table.date_format == "MM/DD/YYYY" and list(table.frame.index) == list(dates)
+    assert any("Read dates as MM/DD/YYYY" in n and "DD/MM/YYYY would fit too" in n for n in table.notes)
+
+
+def test_clean_weather_and_embedded_dates_are_read_as_iso(seattle_table, clean_weather_path):
+    assert seattle_table.date_format == "YYYY/MM/DD"
+    table = load_csv(clean_weather_path)
+    assert table.date_format == "YYYY-MM-DD" and table.frame.index[0] == pd.Timestamp("1970-01-01")
+
+
+_JANUARY = [f"2020-01-{day:02d}" for day in range(1, 20)]
+
+
+@pytest.mark.parametrize("cells, offending", [(["02/01/2020", "13/01/2020", "01/13/2020"], "13/01/2020"),
+                                               (_JANUARY + ["25/01/2020"], "25/01/2020"),
+                                               (_JANUARY + ["soon"], "soon")])
+def test_a_date_column_mixing_formats_is_refused_naming_a_value(cells, offending):
+    content = pd.DataFrame({"date": cells, "a": np.arange(len(cells), dtype=float)}).to_csv(index=False).encode()
+    with pytest.raises(errors.DateFormatError, match=f"'{offending}' does not fit") as caught:
+        load_csv(content)
+    assert "\n" not in str(caught.value) and str(caught.value).endswith(".")
+
+
+def test_filled_mask_marks_exactly_the_filled_cells():
+    table = load_csv(_csv("date,a,b\n2020-01-01,,1\n2020-01-02,2,\n2020-01-03,3,5\n2020-01-04,,6"))
+    mask = table.filled_mask
+    assert mask.index.equals(table.frame.index) and list(mask.columns) == list(table.frame.columns)
+    assert mask.dtypes.eq(bool).all()
+    assert mask["a"].tolist() == [False, False, True] and mask["b"].tolist() == [True, False, False]
+    assert table.filled == {c: int(n) for c, n in mask.sum().items() if n}
 
 
 def test_same_numbers_whatever_the_date_format():
