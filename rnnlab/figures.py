@@ -6,6 +6,11 @@ returns, so each can be tested without Streamlit and reused in a notebook.
 
 from __future__ import annotations
 
+import html
+import itertools
+import math
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -30,23 +35,69 @@ _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50
                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), hovermode="x unified")
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _log_tick_text(value: float) -> str:
+    """'0.05', '200', '5000'; from 10⁴ on (and below 0.001) '10⁶' or '2×10⁶' instead of '1e+06'."""
+    if 1e-3 <= value < 1e4:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    power = "10" + str(int(exponent)).translate(_SUPERSCRIPT)
+    return power if mantissa == "1" else f"{mantissa}×{power}"
+
+
 def _log_ticks(values) -> dict:
-    """Axis settings for a readable log scale: ticks at 1, 2 and 5 times each power of ten in range."""
+    """Axis settings for a readable log scale: ticks at 1, 2 and 5 times each power of ten over a few decades;
+    over more (a diverged run) only powers of ten, and at most about eight of them."""
     positive = [v for v in np.ravel(np.asarray(values, dtype=float)) if np.isfinite(v) and v > 0]
     if not positive:
         return {"type": "log"}
     low, high = int(np.floor(np.log10(min(positive)))), int(np.ceil(np.log10(max(positive))))
-    ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    decades = high - low
+    mantissas = (1, 2, 5) if decades <= 3 else (1,)
+    stride = max(1, -(-decades // 8))
+    ticks = [m * 10.0**e for e in range(low, high + 1) if e % stride == 0 for m in mantissas]
     ticks = [t for t in ticks if min(positive) / 2.5 <= t <= max(positive) * 2.5]
-    return {"type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+    return {"type": "log", "tickvals": ticks, "ticktext": [_log_tick_text(t) for t in ticks]}
+
+
+def _squared(unit: str) -> str:
+    """'°C' -> '°C²', 'm/s' -> '(m/s)²', '' -> 'squared target units'."""
+    if not unit:
+        return "squared target units"
+    return f"({unit})²" if "/" in unit or " " in unit else f"{unit}²"
 
 
 _LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
 
 
-def _epoch_axis(figure: go.Figure, epochs: int) -> None:
-    """Whole-number epoch ticks, about ten at most."""
-    figure.update_xaxes(title_text="epoch", tickmode="linear", tick0=1, dtick=max(1, -(-epochs // 10)))
+def _count_range(first: int, last: int) -> list[float]:
+    """The x range of a whole-number axis: the first and last count plus a small pad, so nothing is drawn past
+    the data (half a unit keeps a bar centred on the last epoch whole)."""
+    pad = max(0.5, 0.02 * (last - first))
+    return [first - pad, last + pad]
+
+
+def _count_ticks(first: int, last: int, most: int = 10) -> list[int]:
+    """Whole-number ticks from first to at most last: every 1 or 2, or first and the multiples of 5, 10, 20, 50 …"""
+    span = last - first
+    step = next(m * 10**e for e in itertools.count() for m in (1, 2, 5) if span // (m * 10**e) < most)
+    if step <= 2:
+        return list(range(first, last + 1, step))
+    return [first] + [k for k in range(step * (first // step + 1), last + 1, step)]
+
+
+def _count_axis(figure: go.Figure, first: int, last: int, title: str) -> None:
+    """A whole-number x axis (epochs, batches) that ends at the last count: plotly's linear ticks with a dtick
+    drew a tick past the data (a run of 5 epochs showed a 6)."""
+    figure.update_xaxes(title_text=title, tickmode="array", tickvals=_count_ticks(first, last),
+                        range=_count_range(first, last))
+
+
+def _epoch_axis(figure: go.Figure, epochs: list[int]) -> None:
+    """Whole-number epoch ticks, about ten at most, none past the last epoch."""
+    _count_axis(figure, min(epochs), max(epochs), "epoch")
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -81,21 +132,37 @@ def series_figure(frame: pd.DataFrame, column: str, unit: str = "") -> go.Figure
     return figure
 
 
-def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "") -> go.Figure:
-    """Training and validation loss per epoch (MSE on standardized targets)."""
+def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "", *,
+                best_epoch: int | None = None, early_stopped: bool = False) -> go.Figure:
+    """Training and validation loss per epoch (MSE on standardized targets).
+
+    best_epoch: the epoch whose weights the run kept, starred on the validation curve (ignored when the
+    history has no such epoch). early_stopped: the run stopped for lack of improvement; a dotted line marks
+    its last epoch.
+    """
     if not history:
-        return _empty("Loss", "Train a model to see its loss curves.")
+        return _empty("Loss", "No epochs recorded.")
     epochs = [r["epoch"] for r in history]
     figure = go.Figure()
     figure.add_scatter(x=epochs, y=[r["train_loss"] for r in history], name="train", mode="lines+markers",
                        line=dict(color=COLORS["train"]))
-    unit = f" {target_unit}²" if target_unit else ""
+    unit = f" {_squared(target_unit)}" if target_unit else ""
     figure.add_scatter(x=epochs, y=[r["val_loss"] for r in history], name="validation", mode="lines+markers",
                        line=dict(color=COLORS["validation"]),
                        customdata=[r["val_mse"] for r in history],
                        hovertemplate=f"%{{y:.4f}} (MSE %{{customdata:.2f}}{unit})<extra>validation</extra>")
+    best = [r for r in history if r["epoch"] == best_epoch]
+    if best:
+        figure.add_scatter(x=[best_epoch], y=[best[0]["val_loss"]], name=f"best epoch {best_epoch} (weights kept)",
+                           mode="markers", marker=dict(symbol="star", size=16, color=COLORS["validation"],
+                                                       line=dict(color="#333", width=1)),
+                           hovertemplate="%{y:.4f}<extra>best epoch (weights kept)</extra>")
+    if early_stopped:
+        figure.add_vline(x=epochs[-1], line=dict(color="#555", width=1.5, dash="dot"),
+                         annotation_text="early stop", annotation_position="top left",
+                         annotation_font=dict(color="#555"))
     figure.update_layout(title="Loss per epoch", **_LAYOUT)
-    _epoch_axis(figure, len(epochs))
+    _epoch_axis(figure, epochs)
     losses = [r["train_loss"] for r in history] + [r["val_loss"] for r in history]
     figure.update_yaxes(title_text="MSE (standardized target)", **(_log_ticks(losses) if log_y else {"type": "linear"}))
     return figure
@@ -110,7 +177,7 @@ def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", s
     """Actual target, the model's forecast and persistence on the dates of one split."""
     rows, unit_text = _split_rows(predictions, split, unit)
     if rows.empty:
-        return _empty("Predictions", "No predictions yet.")
+        return _empty("Predictions", f"No predictions for the {split} dates.")
     figure = go.Figure()
     figure.add_scatter(x=rows["date"], y=rows["actual"], name="actual", mode="lines", line=dict(color=COLORS["actual"], width=1.5))
     figure.add_scatter(x=rows["date"], y=rows["persistence"], name="persistence (same as last day)", mode="lines",
@@ -126,7 +193,7 @@ def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", spl
     """Forecast error (actual − predicted) over time for the model and persistence, and their spread."""
     rows, unit_text = _split_rows(predictions, split, unit)
     if rows.empty:
-        return _empty("Residuals", "No predictions yet.")
+        return _empty("Residuals", f"No predictions for the {split} dates.")
     figure = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], shared_yaxes=True, horizontal_spacing=0.03)
     model_error = rows["actual"] - rows["predicted"]
     persistence_error = rows["actual"] - rows["persistence"]
@@ -149,7 +216,7 @@ def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", spl
 def weight_change_figure(history: list[dict]) -> go.Figure:
     """Per weight matrix: the update norm ‖Δθ‖ in each epoch (left) and its change from the start in % (right)."""
     if not history:
-        return _empty("Weight change", "Train a model to see how its weights move.")
+        return _empty("Weight change", "No epochs recorded.")
     epochs = [r["epoch"] for r in history]
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                            subplot_titles=("update size per epoch ‖Δθ‖", "change from initial weights"))
@@ -160,8 +227,10 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
                            mode="lines+markers", line=dict(color=color), row=1, col=1)
         figure.add_scatter(x=epochs, y=[r["relative_change"][name] for r in history], name=label, legendgroup=name,
                            showlegend=False, mode="lines+markers", line=dict(color=color), row=1, col=2)
-    figure.update_layout(title="Weight change per matrix", **{**_LAYOUT, "height": 420, "legend": _LEGEND_BELOW})
-    _epoch_axis(figure, len(epochs))
+    # room between the chart title and the two panel titles
+    figure.update_layout(title="Weight change per matrix",
+                         **{**_LAYOUT, "height": 440, "legend": _LEGEND_BELOW, "margin": {**_LAYOUT["margin"], "t": 90}})
+    _epoch_axis(figure, epochs)
     updates = [r["update_norms"][name] for r in history for name in weight_matrices(history)]
     figure.update_yaxes(title_text="‖Δθ‖ over the epoch (L2 norm)", **_log_ticks(updates), row=1, col=1)
     figure.update_yaxes(title_text="‖θ − θ₀‖ / ‖θ₀‖ (%)", row=1, col=2)
@@ -171,7 +240,7 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
 def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
     """Pre-clip global gradient norm per epoch (mean and max), the clip threshold, and the share clipped."""
     if not history:
-        return _empty("Gradients", "Train a model to see its gradient norms.")
+        return _empty("Gradients", "No epochs recorded.")
     epochs = [r["epoch"] for r in history]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_bar(x=epochs, y=[100 * r["clipped_fraction"] for r in history], name="steps clipped (%)",
@@ -181,10 +250,20 @@ def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
     figure.add_scatter(x=epochs, y=[r["grad_norm_max"] for r in history], name="max norm", mode="lines",
                        line=dict(color=COLORS["train"], dash="dash"), secondary_y=False)
     if grad_clip and grad_clip > 0:
-        figure.add_hline(y=grad_clip, line=dict(color=COLORS["threshold"], dash="dot"),
-                         annotation_text=f"clip at {grad_clip:g}", annotation_position="top left")
-    figure.update_layout(title="Global gradient norm before clipping", **_LAYOUT)
-    _epoch_axis(figure, len(epochs))
+        # not add_hline: on this log axis plotly put its label at 10**grad_clip, off the line. The line is a
+        # trace (data units); the label an annotation, whose y on a log axis is log10 of the value, and which
+        # is drawn above the bars of the right axis where trace text would sit under them
+        low, high = _count_range(min(epochs), max(epochs))
+        label = f"clip at {grad_clip:g}"
+        figure.add_scatter(x=[low, *epochs, high], y=[grad_clip] * (len(epochs) + 2), name=label, mode="lines",
+                           showlegend=False, line=dict(color=COLORS["threshold"], dash="dot"),
+                           hovertemplate="%{y:g}", secondary_y=False)
+        figure.add_annotation(text=label, xref="x domain", x=0.005, xanchor="left", yref="y", y=math.log10(grad_clip),
+                              yanchor="bottom", showarrow=False, font=dict(color=COLORS["threshold"]),
+                              bgcolor="rgba(255, 255, 255, 0.8)")
+    # three legend entries beside this long title collide on a narrow page: the legend goes below
+    figure.update_layout(title="Global gradient norm before clipping", **{**_LAYOUT, "height": 420, "legend": _LEGEND_BELOW})
+    _epoch_axis(figure, epochs)
     norms = [r["grad_norm_mean"] for r in history] + [r["grad_norm_max"] for r in history] + [grad_clip or 0]
     figure.update_yaxes(title_text="‖g‖ (L2, all parameters)", **_log_ticks(norms), secondary_y=False)
     figure.update_yaxes(title_text="steps clipped (%)", type="linear", range=[0, 100], dtick=25, secondary_y=True,
@@ -195,7 +274,7 @@ def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
 def gradient_flow_figure(history: list[dict]) -> go.Figure:
     """‖∂L/∂h_t‖ across the lookback window, one line per epoch: how far back the gradient reaches."""
     if not history:
-        return _empty("Gradient flow", "Train a model to see how gradients fade across the window.")
+        return _empty("Gradient flow", "No epochs recorded.")
     lookback = len(history[0]["step_grad_norms"])
     steps = [f"t−{lookback - 1 - k}" if k < lookback - 1 else "t (last day)" for k in range(lookback)]
     figure = go.Figure()
@@ -212,19 +291,64 @@ def gradient_flow_figure(history: list[dict]) -> go.Figure:
     return figure
 
 
-def runs_overlay_figure(histories: dict[str, list[dict]], log_y: bool = False) -> go.Figure:
-    """Validation loss of several runs on one chart: {run label: history}."""
-    histories = {label: h for label, h in histories.items() if h}
+def runs_overlay_figure(histories: Mapping[str, list[dict]], log_y: bool = False, *, unit: str = "",
+                        target: str = "") -> go.Figure:
+    """Validation MSE of several runs on one chart, {run label: history}, each run under the label given.
+
+    Which runs are comparable (same target, same data) is the caller's choice; running runs may be among them.
+    unit: the target's unit ('°C'), for the axis title; target: the target column, for the chart title.
+    """
+    chosen = histories
+    histories = {label: h for label, h in chosen.items() if h}
     if not histories:
-        return _empty("Compare runs", "Select finished runs to compare their validation curves.")
+        message = "No epochs recorded in the chosen runs." if chosen else "Pick runs to compare their validation curves."
+        return _empty("Compare runs", message)
+    squared = _squared(unit)
     figure = go.Figure()
     for index, (label, history) in enumerate(histories.items()):
         figure.add_scatter(x=[r["epoch"] for r in history], y=[r["val_mse"] for r in history], name=label,
-                           mode="lines+markers", line=dict(color=PALETTE[index % len(PALETTE)]))
-    figure.update_layout(title="Validation MSE of the selected runs", **_LAYOUT)
-    _epoch_axis(figure, max(len(h) for h in histories.values()))
+                           mode="lines+markers", line=dict(color=PALETTE[index % len(PALETTE)]),
+                           hovertemplate=f"%{{y:.4g}} {squared if unit else ''}")
+    title = f"Validation MSE of {target}, chosen runs" if target else "Validation MSE of the chosen runs"
+    # run labels are long: the legend goes below the chart, clear of the title
+    figure.update_layout(title=title, **{**_LAYOUT, "height": 420, "legend": _LEGEND_BELOW})
+    _epoch_axis(figure, [r["epoch"] for h in histories.values() for r in h])
     values = [r["val_mse"] for h in histories.values() for r in h]
-    figure.update_yaxes(title_text="validation MSE (target units²)", **(_log_ticks(values) if log_y else {"type": "linear"}))
+    figure.update_yaxes(title_text=f"validation MSE ({squared})", **(_log_ticks(values) if log_y else {"type": "linear"}))
+    return figure
+
+
+def batch_loss_figure(batch_losses: list[float], epoch: int, message: str = "") -> go.Figure:
+    """The training loss of each batch in the epoch where a run diverged, up to the blow-up, on a log scale.
+
+    batch_losses: (batches,) in batch order, possibly ending in inf or nan; non-finite losses are left out
+    of the line and a dashed line marks the first batch whose loss was not a number. message: why the run
+    stopped, shown under the title.
+    """
+    title = f"Loss per batch in epoch {epoch}, up to the blow-up"
+    losses = np.asarray(batch_losses, dtype=float)
+    batches = np.arange(1, len(losses) + 1)
+    finite = np.isfinite(losses)
+    if not finite.any():
+        no_line = "No batch loss was a finite number." if len(losses) else "No batch losses recorded."
+        return _empty(title, "<br>".join(filter(None, [html.escape(message), no_line])))
+    figure = go.Figure()
+    figure.add_scatter(x=batches[finite], y=losses[finite], mode="lines+markers", name="training loss",
+                       line=dict(color=COLORS["train"]), marker=dict(size=4),
+                       hovertemplate="batch %{x}: loss %{y:.4g}<extra></extra>")
+    last = len(losses)
+    if not finite.all():
+        blow_up = int(batches[~finite][0])
+        last = blow_up
+        word = "nan" if np.isnan(losses[blow_up - 1]) else "inf"
+        figure.add_vline(x=blow_up, line=dict(color=COLORS["threshold"], width=1.5, dash="dash"),
+                         # at the foot of the line: a blowing-up loss is highest just before it
+                         annotation_text=f"loss became {word} at batch {blow_up}", annotation_position="bottom left",
+                         annotation_font=dict(color=COLORS["threshold"]), annotation_bgcolor="rgba(255, 255, 255, 0.8)")
+    figure.update_layout(title=dict(text=title, subtitle=dict(text=html.escape(message))), showlegend=False,
+                         **{**_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 80}, "hovermode": "closest"})
+    _count_axis(figure, 1, last, f"batch in epoch {epoch}")
+    figure.update_yaxes(title_text="training loss (MSE, standardized target)", **_log_ticks(losses[finite]))
     return figure
 
 

@@ -1,5 +1,7 @@
 """Figure builders: the traces each chart carries and the axis titles a reader needs."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,10 +41,15 @@ def test_loss_curves_have_train_and_validation_and_a_log_option():
     assert figures.loss_figure(_history()).layout.yaxis.type == "linear"
 
 
-def test_empty_history_gives_a_readable_placeholder_not_an_error():
-    for builder in (figures.loss_figure, figures.weight_change_figure, figures.gradient_flow_figure):
+def test_empty_history_gives_a_neutral_placeholder_not_an_error():
+    # a run that diverged in epoch 1 never records an epoch: no placeholder may promise curves to come
+    for builder in (figures.loss_figure, figures.weight_change_figure, figures.gradient_figure,
+                    figures.gradient_flow_figure):
         figure = builder([])
-        assert len(figure.data) == 0 and figure.layout.annotations[0].text.startswith("Train a model")
+        assert len(figure.data) == 0 and figure.layout.annotations[0].text == "No epochs recorded."
+    empty_rows = _predictions().iloc[:0]
+    for builder in (figures.predictions_figure, figures.residuals_figure):
+        assert "yet" not in builder(empty_rows, "temp_max").layout.annotations[0].text
 
 
 def test_predictions_show_actual_model_and_persistence_on_the_chosen_dates():
@@ -70,11 +77,24 @@ def test_weight_change_has_one_line_per_weight_matrix_in_both_panels():
 
 def test_gradient_chart_draws_the_clip_threshold_and_share_clipped():
     figure = figures.gradient_figure(_history(), grad_clip=1.5)
-    assert _names(figure) == ["steps clipped (%)", "mean norm", "max norm"]
+    assert _names(figure) == ["steps clipped (%)", "mean norm", "max norm", "clip at 1.5"]
     assert list(figure.data[0].y) == pytest.approx([25, 50, 75, 100])
-    assert any(shape.y0 == 1.5 and shape.y1 == 1.5 for shape in figure.layout.shapes)
     assert figure.layout.yaxis2.title.text == "steps clipped (%)"
-    assert not figures.gradient_figure(_history(), grad_clip=0).layout.shapes  # no line when clipping is off
+    no_clip = figures.gradient_figure(_history(), grad_clip=0)
+    assert _names(no_clip) == ["steps clipped (%)", "mean norm", "max norm"]  # no line when clipping is off
+
+
+def test_clip_label_sits_on_the_threshold_line_of_the_log_axis():
+    # add_hline's label on this log axis sat at 10**1.5, not 1.5: an annotation's y on a log axis is log10 of
+    # the value, a trace's y is the value itself; both must say 1.5 in their own coordinates
+    figure = figures.gradient_figure(_history(), grad_clip=1.5)
+    assert figure.layout.yaxis.type == "log"
+    line = figure.data[_names(figure).index("clip at 1.5")]
+    assert line.yaxis == "y" and set(line.y) == {1.5}
+    assert min(line.x) < 1 and max(line.x) > 4  # across every epoch
+    labels = [a for a in figure.layout.annotations if a.text == "clip at 1.5"]
+    assert len(labels) == 1 and labels[0].yref == "y" and labels[0].y == pytest.approx(math.log10(1.5))
+    assert labels[0].yanchor == "bottom" and not labels[0].showarrow  # just above the line, not beside an arrow
 
 
 def test_gradient_flow_spans_the_lookback_window():
@@ -106,3 +126,74 @@ def test_series_preview_plots_the_column_over_dates():
     figure = figures.series_figure(frame, "temp_max", "°C")
     assert list(figure.data[0].y) == [1.0, 2.0, 3.0]
     assert figure.layout.yaxis.title.text == "temp_max (°C)" and figure.layout.xaxis.title.text == "date"
+
+
+def _tick_values(axis):
+    return [float(v) for v in axis.tickvals]
+
+
+@pytest.mark.parametrize("epochs", [1, 5, 7, 22, 23, 150])
+def test_epoch_axes_have_no_tick_past_the_last_epoch(epochs):
+    history = _history(epochs)
+    charts = [figures.loss_figure(history), figures.gradient_figure(history, 1.0),
+              figures.runs_overlay_figure({"#1": history})]
+    weight_change = figures.weight_change_figure(history)
+    for layout_x in [chart.layout.xaxis for chart in charts] + [weight_change.layout.xaxis, weight_change.layout.xaxis2]:
+        ticks = _tick_values(layout_x)
+        assert ticks[0] == 1 and max(ticks) <= epochs and all(t == int(t) for t in ticks)
+        assert len(ticks) <= 11
+        low, high = layout_x.range
+        assert low < 1 and epochs < high <= epochs + max(0.5, 0.03 * epochs)  # the last epoch plus a small pad
+
+
+def test_loss_chart_marks_the_best_epoch_and_an_early_stop():
+    figure = figures.loss_figure(_history(8), best_epoch=5, early_stopped=True)
+    best = figure.data[_names(figure).index("best epoch 5 (weights kept)")]
+    assert list(best.x) == [5] and list(best.y) == pytest.approx([1.2 / 5])  # on the validation curve
+    stops = [shape for shape in figure.layout.shapes if shape.x0 == 8 and shape.x1 == 8]
+    assert len(stops) == 1 and stops[0].line.dash == "dot"
+    assert [a.text for a in figure.layout.annotations] == ["early stop"] and figure.layout.annotations[0].x == 8
+    plain = figures.loss_figure(_history(8))  # the app's call: no markers without the keywords
+    assert _names(plain) == ["train", "validation"] and not plain.layout.shapes
+
+
+def test_overlay_titles_its_axis_with_the_squared_unit_and_keeps_log_ticks_readable():
+    runs = {"#1 LSTM float32": _history(3), "#2 LSTM float64": _history(3)}
+    assert figures.runs_overlay_figure(runs, unit="°C", target="temp_max").layout.yaxis.title.text == \
+        "validation MSE (°C²)"
+    assert figures.runs_overlay_figure(runs, unit="m/s").layout.yaxis.title.text == "validation MSE ((m/s)²)"
+    assert figures.runs_overlay_figure(runs).layout.yaxis.title.text == "validation MSE (squared target units)"
+    assert "temp_max" in figures.runs_overlay_figure(runs, unit="°C", target="temp_max").layout.title.text
+    # the label given is the legend entry, even when two labels differ only in the dtype
+    assert _names(figures.runs_overlay_figure(runs)) == ["#1 LSTM float32", "#2 LSTM float64"]
+    diverged = _history(8)
+    for index, record in enumerate(diverged):
+        record["val_mse"] = 10.0**index  # 1 .. 1e7: one tick per power of ten, not 1-2-5 over 8 decades
+    axis = figures.runs_overlay_figure({**runs, "#3 GRU": diverged}, log_y=True).layout.yaxis
+    assert axis.type == "log" and 4 <= len(axis.tickvals) <= 10
+    assert all(len(text) <= 5 for text in axis.ticktext)  # '10⁶', not '1e+06' or '1000000'
+
+
+def test_overlay_placeholder_does_not_ask_for_finished_runs():
+    assert figures.runs_overlay_figure({}).layout.annotations[0].text == "Pick runs to compare their validation curves."
+    only_empty = figures.runs_overlay_figure({"#4 running": []}).layout.annotations[0].text
+    assert "finished" not in only_empty.lower() and "No epochs recorded" in only_empty
+
+
+def test_batch_loss_of_a_diverged_epoch_drops_non_finite_losses_and_marks_the_blow_up():
+    losses = [1.0, 0.9, 5.0, 300.0, 2e6, float("inf"), float("nan")]
+    figure = figures.batch_loss_figure(losses, 1, "Loss became inf in batch 6.")
+    assert figure.layout.title.text == "Loss per batch in epoch 1, up to the blow-up"
+    assert figure.layout.yaxis.type == "log" and figure.layout.xaxis.title.text == "batch in epoch 1"
+    line = figure.data[0]
+    assert list(line.x) == [1, 2, 3, 4, 5] and list(line.y) == pytest.approx(losses[:5])
+    assert [shape.x0 for shape in figure.layout.shapes] == [6]  # where the loss stopped being a number
+    assert any("batch 6" in a.text and "inf" in a.text for a in figure.layout.annotations)
+    assert "Loss became inf in batch 6." in figure.layout.title.subtitle.text
+    assert max(_tick_values(figure.layout.xaxis)) <= 6 and figure.layout.xaxis.range[1] > 6
+
+
+def test_batch_loss_without_any_finite_loss_is_a_placeholder():
+    figure = figures.batch_loss_figure([float("nan")], 1, "Loss became nan in batch 1.")
+    assert len(figure.data) == 0 and "Loss became nan in batch 1." in figure.layout.annotations[0].text
+    assert len(figures.batch_loss_figure([], 2, "").data) == 0
