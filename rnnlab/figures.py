@@ -339,11 +339,12 @@ def batch_loss_figure(batch_losses: list[float], epoch: int, message: str = "") 
     last = len(losses)
     if not finite.all():
         blow_up = int(batches[~finite][0])
-        last = blow_up
+        last = max(blow_up, int(batches[finite][-1]))  # the axis ends at the blow-up unless finite losses follow
         word = "nan" if np.isnan(losses[blow_up - 1]) else "inf"
         figure.add_vline(x=blow_up, line=dict(color=COLORS["threshold"], width=1.5, dash="dash"),
-                         # at the foot of the line: a blowing-up loss is highest just before it
-                         annotation_text=f"loss became {word} at batch {blow_up}", annotation_position="bottom left",
+                         # at the foot of the line (a blowing-up loss is highest just before it), on the side with room
+                         annotation_text=f"loss became {word} at batch {blow_up}",
+                         annotation_position="bottom left" if blow_up > (1 + last) / 2 else "bottom right",
                          annotation_font=dict(color=COLORS["threshold"]), annotation_bgcolor="rgba(255, 255, 255, 0.8)")
     figure.update_layout(title=dict(text=title, subtitle=dict(text=html.escape(message))), showlegend=False,
                          **{**_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 80}, "hovermode": "closest"})

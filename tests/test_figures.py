@@ -191,6 +191,8 @@ def test_batch_loss_of_a_diverged_epoch_drops_non_finite_losses_and_marks_the_bl
     assert any("batch 6" in a.text and "inf" in a.text for a in figure.layout.annotations)
     assert "Loss became inf in batch 6." in figure.layout.title.subtitle.text
     assert max(_tick_values(figure.layout.xaxis)) <= 6 and figure.layout.xaxis.range[1] > 6
+    gap = figures.batch_loss_figure([1.0, None, 0.5], 1, "")  # a missing loss mid-epoch: later losses stay in view
+    assert list(gap.data[0].x) == [1, 3] and gap.layout.xaxis.range[1] > 3 and gap.layout.shapes[0].x0 == 2
 
 
 def test_batch_loss_without_any_finite_loss_is_a_placeholder():
