@@ -2,29 +2,64 @@
 
 The tensors are exactly ``model.params`` (PyTorch ``state_dict`` keys). Beside them travels one
 JSON metadata document: model kind and sizes, lookback, horizon, features, target, scaler
-statistics, the whole training config, final metrics, the SHA-256 of the training CSV and the
-rnnlab version. Loading checks every key, shape and dtype against what the metadata promises and
-refuses anything else with a :class:`WeightsError` (a ``ValueError``) in one sentence.
+statistics, split shares, the first and last training day, the training config, final metrics,
+the SHA-256 of the training CSV and the rnnlab version.
+
+A weights file may come from anyone (the dashboard accepts uploads), so loading trusts nothing:
+the metadata is read first and every field type-checked; then every tensor's name, shape, dtype
+and size is checked against what the metadata promises using only the file's headers; only then
+are tensor bytes read, never more than those checks allow. Anything else is refused with a
+:class:`WeightsError` (a ``ValueError``) in one sentence.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import re
 import struct
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from rnnlab.errors import WeightsError
 from rnnlab.models import DTYPES, KINDS, RecurrentModel, param_shapes
 
+if TYPE_CHECKING:
+    from rnnlab.evaluate import EvaluationResult
+    from rnnlab.windows import PreparedData
+
 FORMAT_NAME = "rnnlab-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # "splits" and "train_span" are optional additions: older readers ignore them
 _NPZ_METADATA_KEY = "__rnnlab_metadata__"
 _ST_METADATA_KEY = "rnnlab"
-_MAX_HEADER = 10 * 1024 * 1024  # a safetensors header beyond this is not one of ours
+
+# The largest run rnnlab loads. These limits bound what a file can make the process allocate.
+MAX_INPUT_SIZE = 256  # input features: a daily weather table has a few dozen columns at most
+MAX_HIDDEN_SIZE = 1024  # TrainConfig's upper limit
+MAX_NUM_LAYERS = 8  # TrainConfig's upper limit
+MAX_WINDOW_DAYS = 365  # lookback and horizon, as windows.prepare allows
+MAX_METADATA_CHARS = 1 << 20  # ours is a few KB; the scaler holds two numbers per feature
+# the largest allowed model's tensors: an 8-layer LSTM, 1024 units, 256 features in float64 is 489 MiB
+MAX_TENSOR_BYTES = max(
+    8 * sum(math.prod(shape) for shape in param_shapes(kind, MAX_INPUT_SIZE, MAX_HIDDEN_SIZE, MAX_NUM_LAYERS).values())
+    for kind in KINDS
+)
+_MAX_NPY_HEADER = 4096  # numpy writes 128 bytes for our arrays; a longer header is not one of ours
+_MAX_ST_HEADER = 6 * MAX_METADATA_CHARS + 64 * 1024  # the metadata JSON-escaped (\uXXXX is 6 bytes) + tensor lines
+_MAX_FILE_BYTES = MAX_TENSOR_BYTES + 4 * MAX_METADATA_CHARS + 64 * 1024
+_TENSOR_NAMES = frozenset(param_shapes("lstm", 1, 1, MAX_NUM_LAYERS))  # the same names for every kind
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+_READ_CHUNK = 1 << 20  # bytes per read from an archive member: a bounded buffer whatever the member claims
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+DEFAULT_SPLITS = (0.7, 0.15)  # the shares every rnnlab before "splits" was saved trained with
 
 
 @dataclass
@@ -34,6 +69,7 @@ class LoadedRun:
 
     @property
     def config(self) -> dict:
+        """The training settings, as saved (opaque: the data settings are top-level metadata)."""
         return self.metadata["config"]
 
     @property
@@ -45,9 +81,17 @@ class LoadedRun:
         return self.metadata["target"]
 
 
+def _iso(timestamp) -> str:
+    """A date as 2014-10-19, or with its time when it has one (hourly data); local time, no zone."""
+    timestamp = pd.Timestamp(timestamp).tz_localize(None)
+    return timestamp.date().isoformat() if timestamp == timestamp.normalize() else timestamp.isoformat()
+
+
 def build_metadata(model, config, prepared, metrics=None) -> dict:
+    """The JSON document saved beside the tensors; the data settings come from ``prepared``."""
     from rnnlab import __version__
 
+    train_dates = prepared.train_frame.index
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -58,6 +102,8 @@ def build_metadata(model, config, prepared, metrics=None) -> dict:
         "horizon": prepared.horizon,
         "features": list(prepared.features),
         "target": prepared.target,
+        "splits": [float(share) for share in prepared.splits],
+        "train_span": [_iso(train_dates[0]), _iso(train_dates[-1])],
         "scaler": prepared.scaler_stats(),
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
         "metrics": metrics or {},
@@ -91,97 +137,360 @@ def save_run(path, model, config, prepared, metrics=None) -> Path:
     return path
 
 
-def _read_safetensors(raw: bytes):
-    """(tensors, metadata text) from safetensors bytes, checking the header before trusting it."""
-    from safetensors.numpy import load
-
-    if raw[8:9] != b"{":  # every safetensors header is a JSON object right after its 8-byte length
-        raise WeightsError("This is not a weights file: rnnlab reads the .safetensors and .npz files it saves.")
-    (header_size,) = struct.unpack("<Q", raw[:8])
-    if header_size > min(_MAX_HEADER, len(raw) - 8):
-        raise WeightsError("This safetensors file is truncated or damaged (its header runs past the end of the file).")
-    try:
-        header = json.loads(raw[8 : 8 + header_size])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WeightsError("This safetensors file is damaged (its header is not readable).") from None
-    try:
-        tensors = load(raw)
-    except Exception as error:  # the library's own error type varies by version
-        raise WeightsError(f"This safetensors file is truncated or damaged ({str(error)[:120]}).") from None
-    metadata = (header.get("__metadata__") or {}).get(_ST_METADATA_KEY)
-    return tensors, metadata
+# -- metadata ---------------------------------------------------------------------------------------
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _read_npz(raw: bytes):
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error).lower():
-            raise WeightsError("This .npz file holds pickled objects, which rnnlab never loads.") from None
-        raise WeightsError("This .npz file is truncated or damaged.") from None
-    except Exception:
-        raise WeightsError("This .npz file is truncated or damaged.") from None
-    metadata = arrays.pop(_NPZ_METADATA_KEY, None)
-    return arrays, (str(metadata) if metadata is not None else None)
+def _damaged(key: str, expected: str, value) -> WeightsError:
+    return WeightsError(f"This weights file's metadata is damaged ('{key}' should be {expected}, not {_show(value)}): "
+                        f"save the run again with rnnlab.")
 
 
-def load_run(source) -> LoadedRun:
-    """Load a run from a path or bytes; raises WeightsError for anything not a valid rnnlab run."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise WeightsError(f"There is no weights file at {path}.")
-        raw = path.read_bytes()
-    else:
-        raw = bytes(source)
-    if raw[:4] == b"PK\x03\x04":
-        tensors, metadata_text = _read_npz(raw)
-    elif len(raw) >= 8:
-        tensors, metadata_text = _read_safetensors(raw)
-    else:
-        raise WeightsError("This is not a weights file: it is too short to be .safetensors or .npz.")
-    if metadata_text is None:
+def _is_whole(value, low, high) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(metadata: dict, key: str):
+    if key not in metadata:
+        raise WeightsError(f"This weights file's rnnlab metadata is incomplete (it has no '{key}'): "
+                           f"save the run again with rnnlab.")
+    return metadata[key]
+
+
+def _parse_metadata(text) -> dict:
+    """The metadata document, every field type-checked; raises WeightsError for anything else."""
+    if text is None:
         raise WeightsError("This weights file was not saved by rnnlab (it has no rnnlab metadata).")
+    if len(text) > MAX_METADATA_CHARS:
+        raise WeightsError(f"This weights file's metadata is {len(text):,} characters, more than any rnnlab run "
+                           f"writes ({MAX_METADATA_CHARS:,}): it was not saved by rnnlab.")
     try:
-        metadata = json.loads(metadata_text)
-    except json.JSONDecodeError:
-        raise WeightsError("This weights file's rnnlab metadata is damaged.") from None
+        metadata = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: thousands of nested brackets
+        raise WeightsError("This weights file's rnnlab metadata is damaged (it is not readable JSON).") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise WeightsError("This weights file was not saved by rnnlab (unknown metadata format).")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
+    version = _require(metadata, "format_version")
+    if not _is_whole(version, 1, math.inf):
+        raise _damaged("format_version", "a whole number", version)
+    if version > FORMAT_VERSION:
         raise WeightsError("This weights file comes from a newer rnnlab: update rnnlab to load it.")
-    try:
-        spec = metadata["model"]
-        kind, dtype = spec["kind"], spec["dtype"]
-        sizes = (int(spec["input_size"]), int(spec["hidden_size"]), int(spec["num_layers"]))
-        for key in ("lookback", "horizon", "features", "target", "scaler", "config"):
-            metadata[key]
-    except (KeyError, TypeError, ValueError):
-        raise WeightsError("This weights file's rnnlab metadata is incomplete.") from None
-    if kind not in KINDS or dtype not in DTYPES:
-        raise WeightsError(f"This weights file describes an unknown model ({kind!r}, {dtype!r}).")
-    if len(metadata["features"]) != sizes[0]:
-        raise WeightsError("This weights file's metadata lists a different number of features than its model has.")
 
-    expected = param_shapes(kind, *sizes)
-    missing = [k for k in expected if k not in tensors]
-    extra = [k for k in tensors if k not in expected]
+    spec = _require(metadata, "model")
+    if not isinstance(spec, dict):
+        raise _damaged("model", "an object with kind, sizes and dtype", spec)
+    if _require(spec, "kind") not in KINDS:
+        raise _damaged("model.kind", f"one of {', '.join(KINDS)}", spec["kind"])
+    if _require(spec, "dtype") not in DTYPES:
+        raise _damaged("model.dtype", f"one of {', '.join(DTYPES)}", spec["dtype"])
+    for key, high in (("input_size", MAX_INPUT_SIZE), ("hidden_size", MAX_HIDDEN_SIZE),
+                      ("num_layers", MAX_NUM_LAYERS)):
+        if not _is_whole(_require(spec, key), 1, high):
+            raise _damaged(f"model.{key}", f"a whole number from 1 to {high}", spec[key])
+    for key in ("lookback", "horizon"):
+        if not _is_whole(_require(metadata, key), 1, MAX_WINDOW_DAYS):
+            raise _damaged(key, f"a whole number from 1 to {MAX_WINDOW_DAYS}", metadata[key])
+
+    features = _require(metadata, "features")
+    if (not isinstance(features, list) or not all(isinstance(f, str) and f for f in features)
+            or len(set(features)) != len(features)):
+        raise _damaged("features", "a list of distinct column names", features)
+    if len(features) != spec["input_size"]:
+        raise WeightsError("This weights file's metadata lists a different number of features than its model has.")
+    target = _require(metadata, "target")
+    if not isinstance(target, str) or not target:
+        raise _damaged("target", "a column name", target)
+
+    scaler = _require(metadata, "scaler")
+    if not isinstance(scaler, dict):
+        raise _damaged("scaler", "an object with the saved means and scales", scaler)
+    for key, positive in (("feature_mean", False), ("feature_scale", True)):
+        values = _require(scaler, key)
+        if (not isinstance(values, list) or len(values) != len(features) or not all(map(_is_number, values))
+                or (positive and not all(value > 0 for value in values))):
+            kind = "positive" if positive else "finite"
+            raise _damaged(f"scaler.{key}", f"a list of {len(features)} {kind} numbers", values)
+    for key, positive in (("target_mean", False), ("target_scale", True)):
+        value = _require(scaler, key)
+        if not _is_number(value) or (positive and value <= 0):
+            raise _damaged(f"scaler.{key}", "a positive number" if positive else "a finite number", value)
+
+    if not isinstance(_require(metadata, "config"), dict):
+        raise _damaged("config", "an object of training settings", metadata["config"])
+    # written by every rnnlab, but nothing depends on them: absent is fine, the wrong type is not
+    for key, kind, expected in (("metrics", dict, "an object"), ("rnnlab_version", str, "a version string"),
+                                ("data_name", str, "a file name")):
+        if key in metadata and not isinstance(metadata[key], kind):
+            raise _damaged(key, expected, metadata[key])
+    sha = metadata.get("data_sha256", "")
+    if not isinstance(sha, str) or (sha and not _SHA256.fullmatch(sha)):
+        raise _damaged("data_sha256", "64 hexadecimal digits", sha)
+    if "splits" in metadata:
+        splits = metadata["splits"]
+        if (not isinstance(splits, list) or len(splits) != 2 or not all(map(_is_number, splits))
+                or not (0 < splits[0] < 1 and 0 < splits[1] < 1 and sum(splits) < 1)):
+            raise _damaged("splits", "[train share, validation share], both between 0 and 1 with room for a test",
+                           splits)
+    if "train_span" in metadata and _parse_span(metadata["train_span"]) is None:
+        raise _damaged("train_span", "[first training day, last training day] as ISO dates", metadata["train_span"])
+    return metadata
+
+
+def _parse_span(span) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last training day from ["2012-01-01", "2014-10-19"], or None if that is not what it holds."""
+    if not isinstance(span, list) or len(span) != 2 or not all(isinstance(day, str) for day in span):
+        return None
+    try:
+        first, last = (pd.Timestamp(datetime.fromisoformat(day)) for day in span)
+    except ValueError:
+        return None
+    if first.tz is not None or last.tz is not None or first > last:
+        return None
+    return first, last
+
+
+def _check_tensor_specs(found: dict, expected: dict, dtype: str, kind: str) -> int:
+    """Compare what the file's headers declare with what the metadata promises, before any data is read.
+
+    found: name -> (shape tuple, dtype name); expected: name -> shape. Returns the total bytes to read.
+    """
+    missing = [name for name in expected if name not in found]
+    extra = [name for name in found if name not in expected]
     if missing or extra:
         what = f"missing {missing[0]}" if missing else f"has an unexpected tensor {extra[0]}"
         raise WeightsError(f"This weights file does not match its {kind.upper()} description ({what}).")
     for name, shape in expected.items():
-        tensor = tensors[name]
-        if tensor.shape != shape:
-            raise WeightsError(f"Tensor {name} has shape {tensor.shape} but the model needs {shape}.")
-        if tensor.dtype != np.dtype(dtype):
-            raise WeightsError(f"Tensor {name} is {tensor.dtype} but the file says the model is {dtype}.")
+        found_shape, found_dtype = found[name]
+        if found_shape != shape:
+            raise WeightsError(f"Tensor {name} has shape {found_shape} but the model needs {shape}.")
+        if found_dtype != dtype:
+            raise WeightsError(f"Tensor {name} is {found_dtype} but the file says the model is {dtype}.")
+    return np.dtype(dtype).itemsize * sum(math.prod(shape) for shape in expected.values())
+
+
+def _too_big(total: int, limit: int) -> WeightsError:
+    return WeightsError(f"This weights file unpacks to {total / 2**20:,.1f} MiB, more than the largest model "
+                        f"rnnlab loads ({limit / 2**20:,.1f} MiB): it was not saved by rnnlab.")
+
+
+# -- safetensors ------------------------------------------------------------------------------------
+def _open_safetensors(raw: bytes) -> tuple[dict, str | None]:
+    """(header, metadata text): the JSON header parsed and its shape checked, no tensor read."""
+    if raw[8:9] != b"{":  # every safetensors header is a JSON object right after its 8-byte length
+        raise WeightsError("This is not a weights file: rnnlab reads the .safetensors and .npz files it saves.")
+    (header_size,) = struct.unpack("<Q", raw[:8])
+    if header_size > _MAX_ST_HEADER:
+        raise WeightsError("This safetensors file's header is larger than any rnnlab run writes: it was not saved "
+                           "by rnnlab.")
+    if header_size > len(raw) - 8:
+        raise WeightsError("This safetensors file is truncated or damaged (its header runs past the end of the file).")
+    try:
+        header = json.loads(raw[8 : 8 + header_size])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise WeightsError("This safetensors file is damaged (its header is not readable).") from None
+    if not isinstance(header, dict):
+        raise WeightsError("This safetensors file is damaged (its header is not a JSON object).")
+    extra = header.get("__metadata__") or {}
+    metadata = extra.get(_ST_METADATA_KEY) if isinstance(extra, dict) else None
+    if metadata is not None and not isinstance(metadata, str):
+        raise WeightsError("This weights file's rnnlab metadata is damaged (it is not text).")
+    return header, metadata
+
+
+def _read_safetensors_tensors(raw: bytes, header: dict, expected: dict, dtype: str, kind: str,
+                              max_bytes: int) -> dict:
+    """The tensors, after every name, shape, dtype and byte range in the header has been checked."""
+    from safetensors.numpy import load
+
+    entries = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    found = {}
+    for name, entry in entries.items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(shape, list) or not all(_is_whole(n, 0, math.inf) for n in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_whole(n, 0, math.inf) for n in offsets) or not isinstance(entry.get("dtype"), str)):
+            raise WeightsError(f"This safetensors file is damaged (its entry for {_show(name)} is malformed).")
+        found[name] = (tuple(shape), _ST_DTYPES.get(entry["dtype"], entry["dtype"].lower()))
+    total = _check_tensor_specs(found, expected, dtype, kind)
+    if total > max_bytes:
+        raise _too_big(total, max_bytes)
+    data_size = len(raw) - 8 - struct.unpack("<Q", raw[:8])[0]
+    itemsize = np.dtype(dtype).itemsize
+    for name, shape in expected.items():
+        begin, end = entries[name]["data_offsets"]
+        if end - begin != itemsize * math.prod(shape) or end > data_size:
+            raise WeightsError(f"This safetensors file is truncated or damaged (tensor {name}'s bytes do not match "
+                               f"its shape).")
+    try:
+        return load(raw)
+    except Exception as error:  # the library's own error type varies by version
+        raise WeightsError(f"This safetensors file is truncated or damaged ({str(error)[:120]}).") from None
+
+
+# -- npz ----------------------------------------------------------------------------------------------
+def _npz_damaged() -> WeightsError:
+    return WeightsError("This .npz file is truncated or damaged.")
+
+
+def _open_npz(raw: bytes, max_bytes: int) -> tuple[zipfile.ZipFile, dict, str | None]:
+    """(archive, members by array name, metadata text) from the zip's directory and the metadata member only.
+
+    Refuses unknown member names, duplicates, and a total declared size beyond ``max_bytes`` before
+    any member is decompressed.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+        infos = archive.infolist()
+    except Exception:  # BadZipFile, or a broken directory that zipfile reports otherwise
+        raise _npz_damaged() from None
+    members = {}
+    for info in infos:
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if name not in _TENSOR_NAMES and name != _NPZ_METADATA_KEY:
+            raise WeightsError(f"This .npz file holds {_show(info.filename)}, which no rnnlab run has: it was not "
+                               f"saved by rnnlab.")
+        if name in members:
+            raise WeightsError(f"This .npz file holds two members named {info.filename}: it is damaged.")
+        members[name] = info
+    metadata_limit = 4 * MAX_METADATA_CHARS + _MAX_NPY_HEADER  # numpy stores text as 4 bytes per character
+    declared = sum(info.file_size for info in infos)  # the sizes the archive claims once unpacked
+    if declared > max_bytes + metadata_limit + _MAX_NPY_HEADER * len(infos):
+        raise _too_big(declared, max_bytes)
+    info = members.pop(_NPZ_METADATA_KEY, None)
+    if info is None:
+        return archive, members, None
+    if info.file_size > metadata_limit:
+        raise WeightsError(f"This .npz file's metadata is larger than any rnnlab run writes "
+                           f"({info.file_size / 2**20:,.1f} MiB): it was not saved by rnnlab.")
+    try:
+        with archive.open(info) as member:
+            shape, fortran_order, dtype, header_end = _read_npy_header(member, info.filename)
+            if shape != () or dtype.kind != "U":
+                raise WeightsError("This weights file's rnnlab metadata is damaged (it is not text).")
+            text = _read_member_data(member, info, shape, fortran_order, dtype, header_end)[()]
+    except WeightsError:
+        raise
+    except Exception:  # zlib and zipfile errors, a bad CRC, an encrypted member, ...
+        raise _npz_damaged() from None
+    return archive, members, str(text)
+
+
+def _read_npy_header(member, filename: str):
+    """(shape, fortran_order, dtype, header length) from the first bytes of one .npy member."""
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member, _MAX_NPY_HEADER)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member, _MAX_NPY_HEADER)
+        else:  # 3.0 exists only for utf-8 field names, which plain float arrays never have
+            raise ValueError(version)
+    except Exception:  # a bad magic, an unreadable header, a zlib error
+        raise WeightsError(f"This .npz file is damaged (the header of {filename} is not a plain array's).") from None
+    if dtype.hasobject:
+        raise WeightsError("This .npz file holds pickled objects, which rnnlab never loads.")
+    return shape, fortran_order, dtype, member.tell()
+
+
+def _read_member_data(member, info, shape, fortran_order, dtype, header_end) -> np.ndarray:
+    """The array's bytes, read in bounded chunks: never more than its header's shape allows plus one byte."""
+    nbytes = dtype.itemsize * math.prod(shape)
+    if info.file_size != header_end + nbytes:
+        raise WeightsError(f"This .npz file is damaged ({info.filename} declares {info.file_size:,} bytes but its "
+                           f"header describes {header_end + nbytes:,}).")
+    array = np.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    filled = 0
+    while filled < nbytes:
+        chunk = member.read(min(_READ_CHUNK, nbytes - filled))
+        if not chunk:
+            raise _npz_damaged()
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    if member.read(1):  # a member that unpacks to more than it declares is not an honest array
+        raise _npz_damaged()
+    return array.T if fortran_order else array
+
+
+def _read_npz_tensors(archive: zipfile.ZipFile, members: dict, expected: dict, dtype: str, kind: str,
+                      max_bytes: int) -> dict:
+    """The tensors, after every member's header has been checked against ``expected``."""
+    headers = {}
+    try:
+        for name, info in members.items():
+            with archive.open(info) as member:
+                headers[name] = _read_npy_header(member, info.filename)
+    except WeightsError:
+        raise
+    except Exception:
+        raise _npz_damaged() from None
+    found = {name: (shape, str(found_dtype)) for name, (shape, _, found_dtype, _) in headers.items()}
+    total = _check_tensor_specs(found, expected, dtype, kind)
+    if total > max_bytes:
+        raise _too_big(total, max_bytes)
+    tensors = {}
+    try:
+        for name, info in members.items():
+            with archive.open(info) as member:
+                shape, fortran_order, found_dtype, header_end = _read_npy_header(member, info.filename)
+                tensors[name] = _read_member_data(member, info, shape, fortran_order, found_dtype, header_end)
+    except WeightsError:
+        raise
+    except Exception:
+        raise _npz_damaged() from None
+    return tensors
+
+
+# -- loading --------------------------------------------------------------------------------------------
+def load_run(source, max_tensor_bytes: int = MAX_TENSOR_BYTES) -> LoadedRun:
+    """Load a run from a path or bytes; raises WeightsError for anything not a valid rnnlab run.
+
+    max_tensor_bytes: refuse a model whose tensors take more memory than this; the default fits the
+    largest model rnnlab trains. The metadata and every tensor header are checked before any tensor
+    data is read, so a small file cannot make the process allocate more than this.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise WeightsError(f"There is no weights file at {path}.")
+        if path.stat().st_size > _MAX_FILE_BYTES:
+            raise WeightsError(f"{path.name} is {path.stat().st_size / 2**20:,.0f} MiB, larger than any rnnlab run: "
+                               f"it is not a weights file rnnlab saved.")
+        raw = path.read_bytes()
+    else:
+        raw = bytes(source)
+    is_npz = raw[:4] == b"PK\x03\x04"  # every zip (and so every .npz) starts with a local file header
+    if is_npz:
+        archive, members, metadata_text = _open_npz(raw, max_tensor_bytes)
+    elif len(raw) >= 8:
+        header, metadata_text = _open_safetensors(raw)
+    else:
+        raise WeightsError("This is not a weights file: it is too short to be .safetensors or .npz.")
+    metadata = _parse_metadata(metadata_text)
+    spec = metadata["model"]
+    kind, dtype = spec["kind"], spec["dtype"]
+    sizes = (spec["input_size"], spec["hidden_size"], spec["num_layers"])
+    expected = param_shapes(kind, *sizes)
+    if is_npz:
+        with archive:
+            tensors = _read_npz_tensors(archive, members, expected, dtype, kind, max_tensor_bytes)
+    else:
+        tensors = _read_safetensors_tensors(raw, header, expected, dtype, kind, max_tensor_bytes)
+    for name, tensor in tensors.items():
         if not np.all(np.isfinite(tensor)):
             raise WeightsError(f"Tensor {name} holds NaN or infinite values: this run cannot predict anything.")
     model = RecurrentModel(kind, *sizes, params=tensors, dtype=dtype)
     return LoadedRun(model, metadata)
 
 
+# -- scoring a loaded run ---------------------------------------------------------------------------------
 def check_fits(run: LoadedRun, table) -> None:
     """Refuse, in one sentence, a run whose features or target the table does not have."""
     columns = set(table.frame.columns)
@@ -193,15 +502,66 @@ def check_fits(run: LoadedRun, table) -> None:
         )
 
 
-def evaluate_saved_run(run, table):
-    """Score a loaded weights file on a table with the run's own settings and saved scalers.
+@dataclass
+class SavedRunScore:
+    """A weights file scored on a table, and what a reader must know before trusting the scores.
 
-    Returns (prepared, result); raises WeightsError when the table lacks the run's columns.
+    notes: sentences to show above the scores (other data; validation or test days the model trained on).
+    same_data: the table is the file the run trained on (same SHA-256); None when the file does not say.
+    overlap: split -> how many of its target days lie inside the training days; empty when the file
+    does not record them (saved by an older rnnlab).
     """
-    from rnnlab.evaluate import evaluate
+
+    prepared: PreparedData
+    result: EvaluationResult
+    notes: list[str] = field(default_factory=list)
+    same_data: bool | None = None
+    overlap: dict[str, int] = field(default_factory=dict)
+
+    def __iter__(self):
+        # callers written for the old (prepared, result) tuple keep working until they show the notes
+        return iter((self.prepared, self.result))
+
+
+def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:
+    """Score a loaded weights file on a table with the run's own settings, split shares and saved scalers.
+
+    Raises WeightsError when the table lacks the run's columns.
+    """
+    from rnnlab.evaluate import EVAL_SPLITS, evaluate
     from rnnlab.windows import prepare
 
     check_fits(run, table)
-    prepared = prepare(table, target=run.target, features=run.features, lookback=run.metadata["lookback"],
-                       horizon=run.metadata["horizon"], scaler_stats=run.metadata["scaler"])
-    return prepared, evaluate(run.model, prepared)
+    metadata = run.metadata
+    prepared = prepare(table, target=run.target, features=run.features, lookback=metadata["lookback"],
+                       horizon=metadata["horizon"], splits=tuple(metadata.get("splits", DEFAULT_SPLITS)),
+                       scaler_stats=metadata["scaler"])
+    saved_sha = metadata.get("data_sha256") or None
+    same_data = None if saved_sha is None else saved_sha == table.sha256
+    trained_on = metadata.get("data_name") or "another file"
+
+    notes, overlap = [], {}
+    span = metadata.get("train_span")
+    if span is not None:
+        first, last = _parse_span(span)
+        for split in EVAL_SPLITS:
+            dates = pd.DatetimeIndex(prepared.windows[split]["dates"]).tz_localize(None)  # as saved by _iso
+            overlap[split] = int(((dates >= first) & (dates <= last)).sum())
+    if same_data is False and any(overlap.values()):
+        notes.append(f"These weights were trained on {trained_on}; this is different data, and some of its "
+                     f"validation or test days are days the model trained on.")
+    elif same_data is False and span is not None:
+        notes.append(f"These weights were trained on {trained_on}; this is different data, so the scores show how "
+                     f"the model carries over to it.")
+    elif same_data is False:
+        notes.append(f"These weights were trained on {trained_on}; this is different data, and the file (from an "
+                     f"older rnnlab) does not record its training days, so whether these validation and test days "
+                     f"were among them could not be checked.")
+    elif same_data is None:
+        notes.append("This weights file does not record which data it was trained on, so whether these validation "
+                     "and test days were among its training days could not be checked.")
+    for split, count in overlap.items():
+        if count:
+            notes.append(f"{count:,} of the {len(prepared.windows[split]['dates']):,} {split} days lie inside the "
+                         f"days the model trained on ({span[0]} to {span[1]}): their scores are not a fair test.")
+    return SavedRunScore(prepared, evaluate(run.model, prepared), notes, same_data, overlap)

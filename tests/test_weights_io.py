@@ -4,17 +4,28 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from rnnlab.tables import load_csv
-from rnnlab.train import TrainConfig, Trainer
-from rnnlab.weights_io import WeightsError, check_fits, load_run, run_to_bytes, save_run
+from rnnlab.models import create_model
+from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
+from rnnlab.weights_io import (SavedRunScore, WeightsError, build_metadata, check_fits, evaluate_saved_run, load_run,
+                               run_to_bytes, save_run)
+from rnnlab.windows import prepare
+
+
+class _Run:
+    """What a weights file needs from a training run: a model and its training settings (opaque)."""
+
+    def __init__(self, model, config):
+        self.model, self.config = model, config
 
 
 @pytest.fixture(scope="module")
 def trained(seattle_prepared):
-    trainer = Trainer(TrainConfig(model="gru", hidden_size=6, num_layers=2, epochs=2), seattle_prepared).run()
-    return trainer
+    # untrained weights round-trip just the same, and the test does not wait on (or follow changes to) the Trainer
+    model = create_model("gru", seattle_prepared.n_features, 6, 2, seed=3)
+    return _Run(model, {"model": "gru", "hidden_size": 6, "num_layers": 2, "epochs": 2})
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "npz"])
@@ -86,3 +97,90 @@ def test_weights_that_need_other_columns_do_not_fit(trained, seattle_prepared, c
 def test_unknown_suffix_is_refused(trained, seattle_prepared, tmp_path):
     with pytest.raises(WeightsError, match="safetensors or .npz"):
         save_run(tmp_path / "run.pkl", trained.model, trained.config, seattle_prepared)
+
+
+# -- scoring a weights file on data: which days the model already saw -------------------------------------------
+def _csv_rows(first: str, last: str) -> bytes:
+    """The embedded data's rows from ``first`` to ``last`` (inclusive) as a CSV: the same days, other bytes."""
+    lines = DEFAULT_DATA_PATH.read_text().splitlines()
+    kept = [line for line in lines[1:] if first.replace("-", "/") <= line[:10] <= last.replace("-", "/")]
+    return ("\n".join([lines[0], *kept]) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def saved(trained, seattle_prepared):
+    return load_run(run_to_bytes(trained.model, trained.config, seattle_prepared))
+
+
+def test_the_split_shares_and_training_days_are_saved(saved, seattle_prepared):
+    assert saved.metadata["splits"] == [0.7, 0.15]
+    index = seattle_prepared.train_frame.index
+    assert saved.metadata["train_span"] == ["2012-01-01", "2014-10-19"] == [str(index[0].date()), str(index[-1].date())]
+
+
+def test_on_its_own_data_a_run_scores_without_notes(saved, seattle_table):
+    score = evaluate_saved_run(saved, seattle_table)
+    assert isinstance(score, SavedRunScore)
+    assert score.notes == [] and score.same_data is True
+    assert score.overlap == {"validation": 0, "test": 0}
+    assert set(score.result.metrics.index.get_level_values("split")) == {"validation", "test"}
+
+
+def test_other_data_inside_the_training_days_says_how_many_days_are_not_a_fair_test(saved):
+    # 2012-06-01 .. 2015-01-31 split 70/15/15: validation ends before 2014-10-19, test straddles it
+    table = load_csv(_csv_rows("2012-06-01", "2015-01-31"), name="partial.csv")
+    score = evaluate_saved_run(saved, table)
+    test_dates = score.prepared.windows["test"]["dates"]
+    inside = int((test_dates <= pd.Timestamp("2014-10-19")).sum())
+    assert 0 < inside < len(test_dates)
+    assert score.same_data is False
+    assert score.overlap == {"validation": len(score.prepared.windows["validation"]["dates"]), "test": inside}
+    assert score.notes[0].startswith("These weights were trained on seattle_weather.csv; this is different data")
+    assert (f"{inside} of the {len(test_dates)} test days lie inside the days the model trained on "
+            f"(2012-01-01 to 2014-10-19): their scores are not a fair test.") in score.notes
+    assert any(note.startswith(f"{score.overlap['validation']} of the") for note in score.notes)
+
+
+def test_other_data_after_the_training_days_notes_only_that_the_data_differ(saved):
+    table = load_csv(_csv_rows("2014-10-20", "2015-12-31"), name="later.csv")
+    score = evaluate_saved_run(saved, table)
+    assert score.same_data is False and score.overlap == {"validation": 0, "test": 0}
+    assert score.notes == ["These weights were trained on seattle_weather.csv; this is different data, so the scores "
+                           "show how the model carries over to it."]
+
+
+def test_the_saved_split_shares_are_used(trained, seattle_table):
+    prepared = prepare(seattle_table, target="temp_max", lookback=7, horizon=1, splits=(0.6, 0.2))
+    run = load_run(run_to_bytes(trained.model, trained.config, prepared))
+    score = evaluate_saved_run(run, seattle_table)
+    assert score.prepared.splits == (0.6, 0.2)
+    assert list(score.prepared.windows["test"]["dates"]) == list(prepared.windows["test"]["dates"])
+    assert score.notes == [] and score.overlap == {"validation": 0, "test": 0}
+
+
+def _older_file(trained, prepared, drop=("splits", "train_span")):
+    from safetensors.numpy import save
+
+    metadata = {k: v for k, v in build_metadata(trained.model, trained.config, prepared).items() if k not in drop}
+    return load_run(save(dict(trained.model.params), metadata={"rnnlab": json.dumps(metadata)}))
+
+
+def test_older_files_without_training_days_load_and_say_the_check_could_not_be_made(trained, seattle_prepared,
+                                                                                    seattle_table):
+    older = _older_file(trained, seattle_prepared)
+    same = evaluate_saved_run(older, seattle_table)
+    assert same.same_data is True and same.notes == [] and same.overlap == {}
+    assert same.prepared.splits == (0.7, 0.15)  # what every rnnlab used before the shares were saved
+    other = evaluate_saved_run(older, load_csv(_csv_rows("2012-01-01", "2013-12-31"), name="two_years.csv"))
+    assert other.same_data is False and other.overlap == {}
+    assert other.notes == ["These weights were trained on seattle_weather.csv; this is different data, and the file "
+                           "(from an older rnnlab) does not record its training days, so whether these validation "
+                           "and test days were among them could not be checked."]
+    anonymous = evaluate_saved_run(_older_file(trained, seattle_prepared, drop=("data_sha256", "data_name")),
+                                   seattle_table)
+    assert anonymous.same_data is None and "does not record which data it was trained on" in anonymous.notes[0]
+
+
+def test_the_score_still_unpacks_as_prepared_and_result(saved, seattle_table):
+    prepared, result = evaluate_saved_run(saved, seattle_table)
+    assert prepared.target == "temp_max" and "test" in result.to_dict()
