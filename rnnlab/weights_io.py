@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import WeightsError
 from rnnlab.models import DTYPES, KINDS, RecurrentModel, param_shapes
 
@@ -42,11 +43,11 @@ _ST_METADATA_KEY = "rnnlab"
 
 # The largest run rnnlab loads. These limits bound what a file can make the process allocate.
 MAX_INPUT_SIZE = 256  # input features: a daily weather table has a few dozen columns at most
-MAX_HIDDEN_SIZE = 1024  # TrainConfig's upper limit
-MAX_NUM_LAYERS = 8  # TrainConfig's upper limit
-MAX_WINDOW_DAYS = 365  # lookback and horizon, as windows.prepare allows
+MAX_HIDDEN_SIZE = spec(TrainConfig, "hidden_size")["high"]
+MAX_NUM_LAYERS = spec(TrainConfig, "num_layers")["high"]
+MAX_WINDOW_DAYS = max(spec(DataSettings, "lookback")["high"], spec(DataSettings, "horizon")["high"])
 MAX_METADATA_CHARS = 1 << 20  # ours is a few KB; the scaler holds two numbers per feature
-# the largest allowed model's tensors: an 8-layer LSTM, 1024 units, 256 features in float64 is 489 MiB
+# the largest allowed model's tensors: a 4-layer LSTM, 512 units, 256 features in float64 is 52 MiB
 MAX_TENSOR_BYTES = max(
     8 * sum(math.prod(shape) for shape in param_shapes(kind, MAX_INPUT_SIZE, MAX_HIDDEN_SIZE, MAX_NUM_LAYERS).values())
     for kind in KINDS
@@ -517,10 +518,6 @@ class SavedRunScore:
     notes: list[str] = field(default_factory=list)
     same_data: bool | None = None
     overlap: dict[str, int] = field(default_factory=dict)
-
-    def __iter__(self):
-        # callers written for the old (prepared, result) tuple keep working until they show the notes
-        return iter((self.prepared, self.result))
 
 
 def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:

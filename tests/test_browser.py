@@ -117,7 +117,7 @@ def test_train_see_charts_and_download_weights_that_reproduce_the_predictions(se
 
     run = load_run(weights_path)
     assert run.metadata["config"]["epochs"] == 5 and run.metadata["model"]["kind"] == "lstm"
-    _, result = evaluate_saved_run(run, load_csv(DEFAULT_DATA_PATH))
+    result = evaluate_saved_run(run, load_csv(DEFAULT_DATA_PATH)).result
     shown = pd.read_csv(predictions_path)
     np.testing.assert_allclose(result.predictions["predicted"], shown["predicted"], rtol=1e-12)
 

@@ -179,8 +179,3 @@ def test_older_files_without_training_days_load_and_say_the_check_could_not_be_m
     anonymous = evaluate_saved_run(_older_file(trained, seattle_prepared, drop=("data_sha256", "data_name")),
                                    seattle_table)
     assert anonymous.same_data is None and "does not record which data it was trained on" in anonymous.notes[0]
-
-
-def test_the_score_still_unpacks_as_prepared_and_result(saved, seattle_table):
-    prepared, result = evaluate_saved_run(saved, seattle_table)
-    assert prepared.target == "temp_max" and "test" in result.to_dict()
