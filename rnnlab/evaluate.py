@@ -3,7 +3,12 @@
 Baselines:
 - persistence: tomorrow equals today (the target's value on the window's last row);
 - climatology: the training rows' mean of the target for the same day of the year;
-- least squares: a linear regression on the flattened lookback window (scikit-learn).
+- least squares: a linear regression on the flattened lookback window, fitted on the training
+  windows by normal equations accumulated a chunk at a time (the same fit as scikit-learn's
+  LinearRegression, without ever holding the (n_train, lookback·F) design matrix).
+
+Windows are gathered from ``PreparedData`` a chunk at a time, so scoring holds at most about
+``CHUNK_BYTES`` of inputs whatever the lookback and the length of the data.
 
 Metrics (scikit-learn): MSE, RMSE, MAE, R², and skill versus persistence = 1 − MSE / MSE_persistence
 (above 0: better than "same as today").
@@ -15,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from rnnlab.windows import PreparedData
@@ -23,6 +27,7 @@ from rnnlab.windows import PreparedData
 EVAL_SPLITS = ("validation", "test")
 PREDICTORS = ("model", "persistence", "climatology", "least squares")
 METRIC_COLUMNS = ("MSE", "RMSE", "MAE", "R2", "skill")
+CHUNK_BYTES = 16 * 2**20  # float64 inputs gathered at once: big enough to vectorize, small next to the data
 
 
 @dataclass
@@ -55,30 +60,75 @@ def score(actual, predicted, persistence_mse) -> dict:
             "R2": r2_score(actual, predicted), "skill": 1.0 - mse / persistence_mse if persistence_mse > 0 else np.nan}
 
 
+def _chunks(prepared: PreparedData, split: str):
+    """Slices of window positions covering the split, each gathering at most about CHUNK_BYTES of inputs."""
+    per_window = prepared.lookback * prepared.n_features * 8
+    size = max(1, CHUNK_BYTES // per_window)
+    count = prepared.count(split)
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def predict_split(model, prepared: PreparedData, split: str) -> np.ndarray:
+    """(n,) ``model.predict`` on every window of the split, in scaled units, a chunk at a time."""
+    return np.concatenate([np.asarray(model.predict(prepared.inputs(split, chunk)), dtype=np.float64).reshape(-1)
+                           for chunk in _chunks(prepared, split)])
+
+
+class LeastSquares:
+    """Linear regression on the flattened window, (n, lookback, F) -> (n,), fitted chunk by chunk.
+
+    Centring by the training means before forming XᵀX keeps the normal equations as well
+    conditioned as the data allow; ``lstsq`` then gives the minimum-norm solution, as scikit-learn's
+    LinearRegression does, when columns are collinear.
+    """
+
+    def fit(self, prepared: PreparedData, split: str = "train") -> "LeastSquares":
+        chunks, n = _chunks(prepared, split), prepared.count(split)
+        width = prepared.lookback * prepared.n_features
+        x_sum, y_sum = np.zeros(width), 0.0
+        for chunk in chunks:
+            x_sum += prepared.inputs(split, chunk).reshape(-1, width).sum(axis=0)
+            y_sum += prepared.targets(split, chunk).sum()
+        self.x_mean_, self.y_mean_ = x_sum / n, y_sum / n
+        gram, moment = np.zeros((width, width)), np.zeros(width)
+        for chunk in chunks:
+            x = prepared.inputs(split, chunk).reshape(-1, width) - self.x_mean_
+            gram += x.T @ x
+            moment += x.T @ (prepared.targets(split, chunk) - self.y_mean_)
+        self.coef_ = np.linalg.lstsq(gram, moment, rcond=None)[0]  # (lookback·F,)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        """x: (n, lookback, F) scaled -> (n,) scaled target."""
+        return (np.asarray(x, dtype=np.float64).reshape(len(x), -1) - self.x_mean_) @ self.coef_ + self.y_mean_
+
+
 def baseline_predictions(prepared: PreparedData) -> dict:
     """{split: {baseline name: predictions in target units}} for the validation and test windows."""
     climatology = climatology_by_day_of_year(prepared)
-    regression = LinearRegression().fit(prepared.x_train.reshape(len(prepared.x_train), -1), prepared.y_train)
+    regression = LeastSquares().fit(prepared)
     out = {}
     for split in EVAL_SPLITS:
         window = prepared.windows[split]
-        flat = window["x"].reshape(len(window["x"]), -1)
         out[split] = {
             "persistence": window["persistence"],
             "climatology": climatology.loc[window["dates"].day_of_year].to_numpy(),
-            "least squares": prepared.inverse_target(regression.predict(flat)),
+            "least squares": prepared.inverse_target(predict_split(regression, prepared, split)),
         }
     return out
 
 
 def evaluate(model, prepared: PreparedData, baselines: dict | None = None) -> EvaluationResult:
-    """Score ``model`` (anything with ``predict(x) -> (n,)`` in scaled units) and the baselines."""
+    """Score ``model`` (anything with ``predict(x) -> (n,)`` in scaled units) and the baselines.
+
+    Only windows whose target day was observed are scored: ``prepare`` leaves out filled-in days.
+    """
     baselines = baselines or baseline_predictions(prepared)
     rows, frames = [], []
     for split in EVAL_SPLITS:
         window = prepared.windows[split]
         actual = window["actual"]
-        predicted = {"model": prepared.inverse_target(model.predict(window["x"])), **baselines[split]}
+        predicted = {"model": prepared.inverse_target(predict_split(model, prepared, split)), **baselines[split]}
         persistence_mse = mean_squared_error(actual, predicted["persistence"])
         for name in PREDICTORS:
             rows.append({"predictor": name, "split": split, **score(actual, predicted[name], persistence_mse)})

@@ -2,17 +2,22 @@
 scalers fitted on the training rows only, gap-free windows.
 
     prepared = prepare(table, target="temp_max", lookback=7, horizon=1)
-    prepared.x_train   # (n_train, lookback, n_features) scaled inputs
-    prepared.y_train   # (n_train,) scaled target, `horizon` steps after each window's last row
+    prepared.count("train")              # how many training windows
+    prepared.inputs("train", index)      # (len(index), lookback, n_features) scaled, gathered on demand
+    prepared.targets("train", index)     # (len(index),) scaled target, `horizon` steps after each window
+
+Windows are never stored: ``PreparedData`` keeps the scaled rows once, (rows, F), and per split the
+row where each gap-free window starts; ``inputs`` gathers a batch with one fancy index. A 50,000-row
+table with lookback 60 would otherwise hold 60 copies of every row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.preprocessing import StandardScaler
 
 from rnnlab.errors import (ConstantColumnError, LeakError, NoNumericFeaturesError, SettingError, TargetMissingError,
@@ -24,18 +29,23 @@ SPLIT_NAMES = ("train", "validation", "test")
 _LEAK_AGREEMENT = 0.95
 
 
-def find_leaks(table: LoadedTable, target: str, horizon: int) -> list[str]:
-    """Columns that equal the target shifted 1..horizon rows into the future: they give the answer away."""
+def find_leaks(table: LoadedTable, target: str, horizon: int, lookback: int) -> list[str]:
+    """Columns that equal the target shifted 1 .. horizon + lookback − 1 rows into the future.
+
+    A column with column[t] == target[t + k] puts the answer inside the window for every k from
+    horizon (on the last row) to horizon + lookback − 1 (on the first row); for k below horizon it
+    still hands over the future. "Equal" means on at least 95% of the rows, so that a few edited or
+    filled cells do not hide a leak.
+    """
     frame = table.frame
     target_values = frame[target].to_numpy()
+    rows = len(target_values)
     leaks = []
     for column in frame.columns:
         if column == target:
             continue
         values = frame[column].to_numpy()
-        for shift in range(1, horizon + 1):
-            if len(values) <= shift:
-                break
+        for shift in range(1, min(horizon + lookback, rows)):
             agree = np.isclose(values[:-shift], target_values[shift:], rtol=1e-6, atol=1e-9).mean()
             if agree >= _LEAK_AGREEMENT:
                 leaks.append(column)
@@ -43,13 +53,49 @@ def find_leaks(table: LoadedTable, target: str, horizon: int) -> list[str]:
     return leaks
 
 
-@dataclass
-class PreparedData:
-    """Windows and everything needed to map predictions back to dates and units.
+class _SplitWindows(Mapping):
+    """One split's small per-window facts, (n,) each: "dates" (the target's date), "actual" (the
+    target, original units), "persistence" (the target on the window's last row, original units).
 
-    x_*: (n, lookback, n_features) scaled; y_*: (n,) scaled target; dates_*: (n,) target dates;
-    actual_*: (n,) target in original units; persistence_*: (n,) the target on each window's last
-    row (the "same as today" forecast), original units.
+    "x" and "y" are served too, for older callers, as fresh copies from ``inputs`` and ``targets``;
+    they are left out of iteration so that ``dict(...)`` never materialises the windows.
+    """
+
+    _KEYS = ("dates", "actual", "persistence")
+
+    def __init__(self, prepared: "PreparedData", split: str):
+        self._prepared, self._split = prepared, split
+
+    def __getitem__(self, key):
+        prepared, rows = self._prepared, self._prepared.target_rows(self._split)
+        if key == "dates":
+            return prepared.row_dates[rows]
+        if key == "actual":
+            return prepared.target_values[rows]
+        if key == "persistence":
+            return prepared.target_values[rows - prepared.horizon]
+        if key == "x":
+            return prepared.inputs(self._split)
+        if key == "y":
+            return prepared.targets(self._split)
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __len__(self):
+        return len(self._KEYS)
+
+
+@dataclass(eq=False)
+class PreparedData:
+    """The scaled rows once, the windows as row positions, and what maps predictions back to dates and units.
+
+    values: (rows, F) scaled features of every row of the table, float64;
+    target_values: (rows,) the target in original units; row_dates: (rows,) the table's dates;
+    starts[split]: (n,) int64, the row where each window begins, in date order. A window covers rows
+    start .. start + lookback − 1 and forecasts row start + lookback − 1 + horizon. Only gap-free
+    windows whose target day was observed (not filled in) are kept.
     """
 
     target: str
@@ -57,34 +103,74 @@ class PreparedData:
     lookback: int
     horizon: int
     splits: tuple[float, float]
-    feature_mean: np.ndarray
-    feature_scale: np.ndarray
+    feature_mean: np.ndarray  # (F,)
+    feature_scale: np.ndarray  # (F,)
     target_mean: float
     target_scale: float
-    windows: dict  # split name -> dict(x, y, dates, actual, persistence)
-    train_frame: pd.DataFrame  # the training rows, original units (for climatology)
+    values: np.ndarray  # (rows, F)
+    target_values: np.ndarray  # (rows,)
+    row_dates: pd.DatetimeIndex  # (rows,)
+    starts: dict  # split name -> (n,) int64
+    train_frame: pd.DataFrame  # the training rows of the features and target, original units (for climatology)
     warnings: list[str]
     notes: list[str]
     dropped_windows: dict  # split name -> windows dropped because they span a gap
+    imputed_targets_dropped: dict  # split name -> gap-free windows dropped because their target day was filled in
     source_sha256: str = ""
     source_name: str = ""
 
-    def _get(self, split, key):
-        return self.windows[split][key]
+    def count(self, split: str) -> int:
+        """How many windows the split has."""
+        return len(self.starts[split])
 
-    x_train = property(lambda self: self._get("train", "x"))
-    y_train = property(lambda self: self._get("train", "y"))
-    x_val = property(lambda self: self._get("validation", "x"))
-    y_val = property(lambda self: self._get("validation", "y"))
-    x_test = property(lambda self: self._get("test", "x"))
-    y_test = property(lambda self: self._get("test", "y"))
-    dates_train = property(lambda self: self._get("train", "dates"))
-    dates_val = property(lambda self: self._get("validation", "dates"))
-    dates_test = property(lambda self: self._get("test", "dates"))
+    def _starts(self, split: str, index) -> np.ndarray:
+        """(n,) start rows of the chosen windows; index: None (all), an integer array or a slice."""
+        starts = self.starts[split]
+        return starts if index is None else np.atleast_1d(starts[index])
+
+    def target_rows(self, split: str, index=None) -> np.ndarray:
+        """(n,) the row each window forecasts."""
+        return self._starts(split, index) + (self.lookback - 1 + self.horizon)
+
+    def inputs(self, split: str, index=None, dtype="float64") -> np.ndarray:
+        """(n, lookback, F) scaled windows, a fresh array.
+
+        index: positions of windows within the split, an integer array or a slice; None for all of them.
+        """
+        rows = self._starts(split, index)[:, None] + np.arange(self.lookback)  # (n, lookback)
+        return self.values[rows].astype(dtype, copy=False)
+
+    def targets(self, split: str, index=None, dtype="float64") -> np.ndarray:
+        """(n,) scaled target of each window, `horizon` rows after its last row; a fresh array."""
+        actual = self.target_values[self.target_rows(split, index)]
+        return ((actual - self.target_mean) / self.target_scale).astype(dtype, copy=False)
+
+    @property
+    def windows(self) -> dict:
+        """{split: mapping of "dates", "actual", "persistence" (n,)}, built on access from the rows."""
+        return {split: _SplitWindows(self, split) for split in self.starts}
+
+    # whole splits, materialised on every access: a copy each time, (n, lookback, F) for x_*
+    x_train = property(lambda self: self.inputs("train"))
+    y_train = property(lambda self: self.targets("train"))
+    x_val = property(lambda self: self.inputs("validation"))
+    y_val = property(lambda self: self.targets("validation"))
+    x_test = property(lambda self: self.inputs("test"))
+    y_test = property(lambda self: self.targets("test"))
+    dates_train = property(lambda self: self.row_dates[self.target_rows("train")])
+    dates_val = property(lambda self: self.row_dates[self.target_rows("validation")])
+    dates_test = property(lambda self: self.row_dates[self.target_rows("test")])
 
     @property
     def n_features(self) -> int:
         return len(self.features)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays and frames of this object (small lists and strings left out)."""
+        arrays = [self.values, self.target_values, self.feature_mean, self.feature_scale, *self.starts.values()]
+        return int(sum(a.nbytes for a in arrays) + self.row_dates.nbytes
+                   + self.train_frame.memory_usage(index=True, deep=True).sum())
 
     def inverse_target(self, y_scaled) -> np.ndarray:
         """Scaled target values -> original units."""
@@ -97,6 +183,13 @@ class PreparedData:
         return {"feature_mean": self.feature_mean.tolist(), "feature_scale": self.feature_scale.tolist(),
                 "target_mean": float(self.target_mean), "target_scale": float(self.target_scale)}
 
+    def settings(self):
+        """The data settings these windows were prepared with, as a ``rnnlab.config.DataSettings``."""
+        from rnnlab.config import DataSettings  # imported here: config imports the models, windows need not
+
+        return DataSettings(target=self.target, features=tuple(self.features), lookback=self.lookback,
+                            horizon=self.horizon, splits=tuple(self.splits))
+
 
 def _check_int(name, value, minimum, maximum=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum or (
@@ -105,32 +198,29 @@ def _check_int(name, value, minimum, maximum=None):
         raise SettingError(f"{name} must be a whole number of at least {minimum}{upper}, got {value!r}.")
 
 
-def _segment_windows(values, target, day_index, lookback, horizon):
-    """Gap-free windows inside one contiguous block of rows.
+def _window_starts(day_index, start, stop, lookback, horizon):
+    """Start rows of the gap-free windows inside rows start..stop−1, and how many a gap dropped.
 
-    values: (rows, F); target: (rows,); day_index: (rows,) integer step counts since the start.
-    Returns x (n, lookback, F), y (n,), last-row positions (n,), and how many windows a gap dropped.
+    day_index: (rows,) integer steps since the first date. A window and its step to the target are
+    gap-free when their rows span exactly as many days as rows.
     """
-    rows = len(values)
-    count = rows - lookback - horizon + 1
-    if count <= 0:
-        return None
-    starts = np.arange(count)
-    ends = starts + lookback - 1
-    # a window (and its step to the target) is gap-free when its rows span exactly as many days
-    gap_free = day_index[ends + horizon] - day_index[starts] == lookback - 1 + horizon
-    windows = sliding_window_view(values[: rows - horizon], lookback, axis=0)  # (count, F, lookback)
-    x = np.ascontiguousarray(windows.transpose(0, 2, 1)[gap_free])
-    return x, target[ends[gap_free] + horizon], ends[gap_free], int((~gap_free).sum())
+    count = stop - start - lookback - horizon + 1
+    starts = np.arange(start, start + max(count, 0))
+    gap_free = day_index[starts + lookback - 1 + horizon] - day_index[starts] == lookback - 1 + horizon
+    return starts[gap_free], int((~gap_free).sum())
 
 
 def prepare(table: LoadedTable, target: str | None = None, features=None, lookback: int = 7, horizon: int = 1,
             splits=(0.7, 0.15), scaler_stats: dict | None = None) -> PreparedData:
     """Scaled, gap-free windows split chronologically into train / validation / test.
 
-    features: column names, or None for every numeric column except leaks of the target.
+    features: column names, or None for every numeric column that neither leaks the target nor is
+    constant (those left out are named in ``warnings``); a chosen column that leaks or is constant
+    is refused.
     splits: (train share, validation share); the test share is the rest.
     scaler_stats: reuse saved scaler statistics (from a weights file) instead of fitting new ones.
+    Windows whose target day was filled in from the previous day are left out of every split: they
+    would be trained on and scored as if observed.
     """
     frame = table.frame
     target = target or default_target(table)
@@ -145,13 +235,24 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
     if not (0 < train_share < 1 and 0 < val_share < 1 and train_share + val_share < 1):
         raise SettingError(f"Split shares must be positive and leave room for a test split, got {splits!r}.")
 
+    # constant after forward fill counts: a flag set on a few days and empty elsewhere ends up all one value
+    constant = [c for c in columns if frame[c].nunique() <= 1]
+    if target in constant:
+        raise ConstantColumnError(
+            f"The target '{target}' has the same value on every row, so there is nothing to forecast: choose another column."
+        )
     warnings = []
-    leaks = find_leaks(table, target, horizon)
+    leaks = find_leaks(table, target, horizon, lookback)
     if features is None:
-        features = [c for c in columns if c not in leaks]
+        features = [c for c in columns if c not in leaks and c not in constant]
         if leaks:
             warnings.append(
                 f"Left out {', '.join(leaks)}: it repeats '{target}' from a later day, so feeding it would leak the answer."
+            )
+        if constant:
+            warnings.append(
+                f"Left out {', '.join(constant)}: it has the same value on every row (after filling empty cells "
+                "from the previous day), so it carries nothing to learn."
             )
     else:
         features = list(dict.fromkeys(features))
@@ -166,13 +267,13 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
             raise LeakError(
                 f"'{leaking[0]}' equals '{target}' shifted into the future, so it would leak the answer: remove it from the features."
             )
+        chosen_constant = [f for f in features if f in constant]
+        if chosen_constant:
+            raise ConstantColumnError(
+                f"Column '{chosen_constant[0]}' has the same value on every row, so it carries nothing to learn: leave it out."
+            )
     if not features:
         raise NoNumericFeaturesError("No features are left to learn from: choose at least one numeric column.")
-    constant = [c for c in dict.fromkeys(features + [target]) if frame[c].nunique() <= 1]
-    if constant:
-        raise ConstantColumnError(
-            f"Column '{constant[0]}' has the same value on every row, so it carries nothing to learn: leave it out."
-        )
 
     rows = len(frame)
     bounds = [0, int(round(rows * train_share)), int(round(rows * (train_share + val_share))), rows]
@@ -184,7 +285,8 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
                 f"at least {needed}: use a shorter lookback or a longer data set."
             )
 
-    train_frame = frame.iloc[bounds[0] : bounds[1]]
+    # its own copy of only the columns used, so that holding a prepared set does not hold the whole table
+    train_frame = frame[list(dict.fromkeys(features + [target]))].iloc[bounds[0] : bounds[1]].copy()
     if scaler_stats is None:
         feature_scaler = StandardScaler().fit(train_frame[features].to_numpy())
         target_scaler = StandardScaler().fit(train_frame[[target]].to_numpy())
@@ -198,34 +300,33 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
             raise SettingError(f"The saved scaler covers {feature_mean.size} features but {len(features)} were chosen.")
 
     values = (frame[features].to_numpy() - feature_mean) / feature_scale
-    target_raw = frame[target].to_numpy()
-    target_scaled = (target_raw - target_mean) / target_scale
     day_index = ((frame.index - frame.index[0]) / table.step).to_numpy().round().astype(np.int64)
+    target_filled = table.filled_mask[target].to_numpy()
 
-    windows, dropped = {}, {}
+    starts, dropped, imputed = {}, {}, {}
     for name, start, stop in zip(SPLIT_NAMES, bounds[:-1], bounds[1:]):
-        segment = _segment_windows(values[start:stop], target_scaled[start:stop], day_index[start:stop],
-                                   lookback, horizon)
-        x, y, last_rows, n_dropped = segment
-        if len(x) == 0:
+        split_starts, dropped[name] = _window_starts(day_index, start, stop, lookback, horizon)
+        if len(split_starts) == 0:
             raise TooFewRowsError(
                 f"The {name} split has no window of {lookback} days without a gap in the dates: use a shorter lookback."
             )
-        last_rows = last_rows + start
-        windows[name] = {
-            "x": x,
-            "y": y,
-            "dates": frame.index[last_rows + horizon],
-            "actual": target_raw[last_rows + horizon],
-            "persistence": target_raw[last_rows],
-        }
-        dropped[name] = n_dropped
+        observed = ~target_filled[split_starts + lookback - 1 + horizon]
+        imputed[name] = int((~observed).sum())
+        starts[name] = split_starts[observed]
+        if len(starts[name]) == 0:
+            raise TooFewRowsError(
+                f"Every window of the {name} split forecasts a day whose '{target}' was filled in, not observed: "
+                "add the missing values or use a longer data set."
+            )
     notes = list(table.notes)
     if sum(dropped.values()):
         notes.append(f"Dropped {sum(dropped.values()):,} windows that would span a gap in the dates.")
+    if sum(imputed.values()):
+        notes.append(f"Left out {sum(imputed.values()):,} windows whose target on that day was filled in, not observed.")
     return PreparedData(target, features, lookback, horizon, (train_share, val_share), np.asarray(feature_mean),
-                        np.asarray(feature_scale), target_mean, target_scale, windows, train_frame, warnings,
-                        notes, dropped, table.sha256, table.source_name)
+                        np.asarray(feature_scale), target_mean, target_scale, values, frame[target].to_numpy().copy(),
+                        frame.index, starts, train_frame, warnings, notes, dropped, imputed, table.sha256,
+                        table.source_name)
 
 
 def latest_window(table: LoadedTable, prepared: PreparedData) -> tuple[np.ndarray, pd.Timestamp] | None:

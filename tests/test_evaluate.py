@@ -4,7 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.evaluate import EVAL_SPLITS, PREDICTORS, climatology_by_day_of_year, evaluate
+from sklearn.linear_model import LinearRegression
+
+from rnnlab import evaluate as evaluate_module
+from rnnlab.evaluate import EVAL_SPLITS, PREDICTORS, LeastSquares, climatology_by_day_of_year, evaluate
 
 
 class _Oracle:
@@ -12,7 +15,7 @@ class _Oracle:
 
     def __init__(self, prepared):
         self.lookup = {x.tobytes(): y for split in ("train", "validation", "test")
-                       for x, y in zip(prepared.windows[split]["x"], prepared.windows[split]["y"])}
+                       for x, y in zip(prepared.inputs(split), prepared.targets(split))}
 
     def predict(self, x):
         return np.array([self.lookup[w.tobytes()] for w in x])
@@ -78,3 +81,33 @@ def test_clean_weather_baselines_match_the_reference_figures(clean_weather_path)
     assert test.loc["persistence", "MSE"] == pytest.approx(24.76, abs=0.3)
     assert test.loc["least squares", "MSE"] == pytest.approx(21.44, abs=0.3)
     assert isinstance(evaluate(_Constant(0.0), prepared).predictions["date"].iloc[0], pd.Timestamp)
+
+
+def test_least_squares_fitted_by_chunks_matches_scikit_learn_on_materialised_windows(seattle_prepared):
+    p = seattle_prepared
+    reference = LinearRegression().fit(p.x_train.reshape(p.count("train"), -1), p.y_train)
+    ours = LeastSquares().fit(p)
+    expected = reference.predict(p.x_test.reshape(p.count("test"), -1))
+    np.testing.assert_allclose(ours.predict(p.inputs("test")), expected, rtol=0, atol=1e-10)
+
+
+class _Recording:
+    """A model that remembers the largest batch it was asked to predict."""
+
+    def __init__(self):
+        self.largest = 0
+
+    def predict(self, x):
+        self.largest = max(self.largest, len(x))
+        return x[:, -1, 1]  # scaled temp_max on the window's last day
+
+
+def test_scoring_gathers_windows_a_chunk_at_a_time(seattle_prepared, monkeypatch):
+    whole = evaluate(_Recording(), seattle_prepared)
+    monkeypatch.setattr(evaluate_module, "CHUNK_BYTES", 50 * 7 * 4 * 8)  # 50 windows of 7 days x 4 features
+    model = _Recording()
+    chunked = evaluate(model, seattle_prepared)
+    assert model.largest == 50
+    pd.testing.assert_frame_equal(chunked.metrics, whole.metrics, rtol=1e-12)
+    # the stand-in model is persistence on scaled values, so it scores exactly what persistence scores
+    assert chunked.table("test").loc["model", "MSE"] == pytest.approx(chunked.table("test").loc["persistence", "MSE"])
