@@ -40,10 +40,9 @@ def main(argv=None):
         scores = []
         for seed in (int(s) for s in args.seeds.split(",")):
             started = time.perf_counter()
-            config = TrainConfig(model=kind, hidden_size=32, lookback=7, lr=1e-3, batch_size=64, epochs=args.epochs,
-                                 grad_clip=1.0, patience=args.patience, seed=seed, target="tmax",
-                                 features=("tmax", "tmin", "rain"))
-            trainer = Trainer(config, prepared).run()
+            config = TrainConfig(model=kind, hidden_size=32, lr=1e-3, batch_size=64, epochs=args.epochs,
+                                 grad_clip=1.0, patience=args.patience, seed=seed)
+            trainer = Trainer(config, prepared).fit()
             result = evaluate(trainer.model, prepared)
             test = result.table("test")
             baselines = test

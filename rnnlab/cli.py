@@ -1,6 +1,6 @@
 """Command line: ``python -m rnnlab train | evaluate | predict``.
 
-    python -m rnnlab train --target tmax --features tmax,tmin,rain --model lstm --epochs 30 --out runs/lstm
+    python -m rnnlab train --target temp_max --model lstm --epochs 30 --out runs/lstm
     python -m rnnlab evaluate --weights runs/lstm/model.safetensors --data data.csv
     python -m rnnlab predict --weights runs/lstm/model.safetensors --data data.csv
 
@@ -18,37 +18,51 @@ from pathlib import Path
 
 import pandas as pd
 
+from rnnlab.config import DataSettings, TrainConfig
 from rnnlab.errors import DataError, WeightsError
+from rnnlab.evaluate import evaluate, predict_split
 from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
-from rnnlab.windows import latest_window, prepare
-from rnnlab.evaluate import evaluate
-from rnnlab.train import TrainConfig, Trainer, history_frame
+from rnnlab.train import Trainer, history_frame
 from rnnlab.weights_io import evaluate_saved_run, load_run, save_run
-
-_HELP = {
-    "model": "rnn, lstm or gru", "hidden_size": "units per recurrent layer", "num_layers": "stacked layers",
-    "lookback": "days in each input window", "horizon": "forecast this many days ahead",
-    "features": "comma-separated input columns (default: every numeric column that does not leak the target)",
-    "target": "column to forecast (default: a daily maximum temperature)",
-    "optimizer": "sgd, momentum, nesterov, adam or adamw", "lr": "learning rate", "momentum": "for momentum/nesterov",
-    "weight_decay": "L2 penalty (decoupled for adamw)", "batch_size": "windows per step", "epochs": "passes over the data",
-    "grad_clip": "clip the global gradient norm at this value; 0 disables",
-    "clip_value": "clamp each gradient element to ±value; 0 disables",
-    "patience": "early-stopping patience in epochs; 0 disables", "seed": "random seed", "dtype": "float64 or float32",
-}
+from rnnlab.windows import latest_window, prepare
 
 
-def _add_config_flags(parser):
-    for field in dataclasses.fields(TrainConfig):
+def _flag_help(meta: dict, default) -> str:
+    """A flag's help from the setting's own metadata: what it does, its limits and its default."""
+    limits = f" [{meta['low']:g} to {meta['high']:g}]" if meta.get("low") is not None else ""
+    choices = f" [{', '.join(map(str, meta['choices']))}]" if meta.get("kind") == "choice" else ""
+    default_text = f" (default {default})" if default is not None else ""
+    return f"{meta['help']}{choices}{limits}{default_text}".replace("%", "%%")
+
+
+def _parse_list(text: str) -> tuple:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_splits(text: str) -> tuple:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give the train and validation shares like 0.7,0.15, not {text!r}") from None
+
+
+def _add_setting_flags(parser, settings_class):
+    """One flag per field of ``settings_class`` (DataSettings or TrainConfig), help and defaults from rnnlab.config."""
+    for field in dataclasses.fields(settings_class):
         flag = "--" + field.name.replace("_", "-")
-        default = field.default
+        help_text = _flag_help(field.metadata, field.default)
         if field.name == "features":
-            parser.add_argument(flag, default=None, help=_HELP[field.name])
-        elif field.name == "target":
-            parser.add_argument(flag, default=None, help=_HELP[field.name])
+            parser.add_argument(flag, type=_parse_list, default=None, help="comma-separated. " + help_text)
+        elif field.name == "splits":
+            parser.add_argument(flag, type=_parse_splits, default=field.default, help=help_text)
+        elif field.default is None:
+            parser.add_argument(flag, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=type(default), default=default,
-                                help=f"{_HELP[field.name]} (default {default})")
+            parser.add_argument(flag, type=type(field.default), default=field.default, help=help_text)
+
+
+def _settings_from(args, settings_class):
+    return settings_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(settings_class)})
 
 
 def build_parser():
@@ -57,7 +71,8 @@ def build_parser():
     train = commands.add_parser("train", help="train a model and write weights, history, metrics and predictions")
     train.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded Seattle data)")
     train.add_argument("--out", default="runs/latest", help="folder to write the results to")
-    _add_config_flags(train)
+    _add_setting_flags(train, DataSettings)
+    _add_setting_flags(train, TrainConfig)
     for name in ("evaluate", "predict"):
         sub = commands.add_parser(name, help=f"{name} a saved run on a CSV")
         sub.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
@@ -85,19 +100,16 @@ class _ProgressBar:
 
 
 def _train(args):
+    data_settings = _settings_from(args, DataSettings).validate()
+    config = _settings_from(args, TrainConfig).validate()
     table = load_csv(args.data)
-    features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else None
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{**values, "features": features}).validate()
-    prepared = prepare(table, target=config.target, features=list(features) if features else None,
-                       lookback=config.lookback, horizon=config.horizon)
-    config = dataclasses.replace(config, target=prepared.target, features=tuple(prepared.features))
+    prepared = prepare(table, **data_settings.prepare_kwargs())
     for line in prepared.notes + prepared.warnings:
         print(f"note: {line}", file=sys.stderr)
     trainer = Trainer(config, prepared)
     bar = _ProgressBar(config.epochs)
     try:
-        trainer.run(threading.Event(), on_epoch=bar.update)
+        trainer.fit(threading.Event(), on_epoch=bar.update)
     finally:
         bar.close()
     print(trainer.message, file=sys.stderr)
@@ -107,7 +119,8 @@ def _train(args):
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".npz"):
         save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    settings = {"data": prepared.settings().to_dict(), "train": config.to_dict()}
+    (out / "config.json").write_text(json.dumps(settings, indent=2))
     history_frame(trainer.history).to_csv(out / "history.csv", index=False)
     (out / "metrics.json").write_text(json.dumps({"status": trainer.status, "message": trainer.message, **metrics},
                                                  indent=2))
@@ -118,20 +131,25 @@ def _train(args):
 
 
 def _evaluate(args):
-    _, result = evaluate_saved_run(load_run(args.weights), load_csv(args.data))
+    score = evaluate_saved_run(load_run(args.weights), load_csv(args.data))
+    for note in score.notes:
+        print(f"note: {note}", file=sys.stderr)
     for split in ("validation", "test"):
         print(f"{split}:")
-        print(result.table(split).round(3).to_string())
+        print(score.result.table(split).round(3).to_string())
 
 
 def _predict(args):
     run, table = load_run(args.weights), load_csv(args.data)
-    prepared, _ = evaluate_saved_run(run, table)
+    score = evaluate_saved_run(run, table)
+    for note in score.notes:
+        print(f"note: {note}", file=sys.stderr)
+    prepared = score.prepared
     frames = []
     for split in ("train", "validation", "test"):
         window = prepared.windows[split]
         frames.append(pd.DataFrame({"date": window["dates"], "split": split, "actual": window["actual"],
-                                    "predicted": prepared.inverse_target(run.model.predict(window["x"]))}))
+                                    "predicted": prepared.inverse_target(predict_split(run.model, prepared, split))}))
     latest = latest_window(table, prepared)
     if latest is not None:
         x, date = latest

@@ -1,93 +1,30 @@
 """The training loop: one record per epoch, streamed, stoppable, reproducible from a seed.
 
-    trainer = Trainer(TrainConfig(model="lstm", epochs=30), prepared)
-    for record in trainer.fit(stop_event):   # a dict per epoch (see ``Trainer.fit``)
+    trainer = Trainer(TrainConfig(model="lstm", epochs=30), prepared).fit()   # trains to the end
+    for record in Trainer(config, prepared).iter_epochs(stop_event):          # or epoch by epoch
         ...
     trainer.model, trainer.status, trainer.message
+
+The data settings (target, features, lookback, horizon) are those of ``prepared``; ``TrainConfig``
+holds only how the model is built and trained (see rnnlab/config.py).
 
 The model file holds only the model; this loop lives apart (as in nanoGPT's train.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import time
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from rnnlab.errors import SettingError
+from rnnlab.config import TrainConfig
+from rnnlab.models import create_model
+from rnnlab.optim import clip_grad_norm, clip_grad_value, make_optimizer
 from rnnlab.windows import PreparedData
-from rnnlab.models import DTYPES, KINDS, create_model
-from rnnlab.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value, make_optimizer
 
-
-@dataclass
-class TrainConfig:
-    model: str = "lstm"  # rnn, lstm or gru; the LSTM's cell state carries weather signals across a week well
-    hidden_size: int = 32  # units per layer; 32 already beats the linear baseline on daily temperatures
-    num_layers: int = 1  # stacked recurrent layers; a second rarely helps a 3-feature daily series
-    lookback: int = 7  # days in each input window: one week covers the usual weather systems
-    horizon: int = 1  # forecast this many days after the window's last day
-    features: tuple | None = None  # input columns; None = every numeric column except leaks of the target
-    target: str | None = None  # column to forecast; None = a daily maximum temperature if the data has one
-    optimizer: str = "adam"  # sgd, momentum, nesterov, adam or adamw; Adam needs the least tuning
-    lr: float = 1e-3  # Adam's usual step size; 1e-2 and above tends to diverge without clipping
-    momentum: float = 0.9  # for momentum and nesterov only: the classic value
-    weight_decay: float = 0.0  # L2 (decoupled for adamw); the models are small enough not to need it
-    batch_size: int = 64  # windows per step: small enough for many updates per epoch, large enough to vectorize
-    epochs: int = 30  # passes over the training windows; early stopping usually ends sooner
-    grad_clip: float = 1.0  # clip the global gradient norm at this value; 0 disables
-    clip_value: float = 0.0  # also clamp each gradient element to ±this; 0 disables
-    patience: int = 10  # stop after this many epochs without a better validation loss (it is noisy); 0 disables
-    seed: int = 0  # initial weights and batch order: the same seed gives the same run
-    dtype: str = "float64"  # float64 for exact maths, float32 for speed
-
-    def __post_init__(self):
-        if self.features is not None:
-            self.features = tuple(self.features)
-
-    def validate(self) -> "TrainConfig":
-        """Raise SettingError (one readable sentence) for a setting that cannot work."""
-        def fail(message):
-            raise SettingError(message)
-
-        if self.model not in KINDS:
-            fail(f"Unknown model {self.model!r}: choose one of {', '.join(KINDS)}.")
-        if self.optimizer not in OPTIMIZERS:
-            fail(f"Unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}.")
-        if self.dtype not in DTYPES:
-            fail(f"Unknown precision {self.dtype!r}: choose float64 or float32.")
-        for name, low, high in (("hidden_size", 1, 1024), ("num_layers", 1, 8), ("lookback", 1, 365),
-                                ("horizon", 1, 365), ("batch_size", 1, 100_000), ("epochs", 1, 10_000),
-                                ("patience", 0, 10_000)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-                fail(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= 10):
-            fail(f"The learning rate must be above 0 and at most 10, got {self.lr!r}.")
-        for name in ("grad_clip", "clip_value", "weight_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                fail(f"{name} must be 0 or a positive number, got {value!r}.")
-        if not 0 <= self.momentum < 1:
-            fail(f"Momentum must lie in [0, 1), got {self.momentum!r}.")
-        if self.seed is None or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            fail(f"The seed must be a whole number ≥ 0, got {self.seed!r}.")
-        return self
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["features"] = list(self.features) if self.features is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+__all__ = ["TrainConfig", "Trainer", "history_frame", "DIVERGED_LOSS"]
 
 
 # Losses are on a standardized target: predicting the training mean scores about 1, so a loss past
@@ -99,17 +36,13 @@ def _diverged(loss, norm=0.0) -> bool:
     return not (math.isfinite(loss) and math.isfinite(norm)) or loss > DIVERGED_LOSS
 
 
-def _diverged_message(epoch, kept_epoch):
-    kept = f"kept the weights of epoch {kept_epoch}" if kept_epoch else "kept the initial weights"
-    return (f"Training diverged in epoch {epoch} (the loss exploded or became NaN) and was stopped; {kept}. "
-            "Lower the learning rate or turn on gradient clipping.")
-
-
 class Trainer:
     """Trains a model on prepared windows, one epoch at a time.
 
-    After ``fit`` ends, ``model`` holds the weights of the best validation epoch, ``status`` is one
-    of completed / early_stopped / stopped / diverged, and ``message`` says so in a sentence.
+    After training ends, ``model`` holds the weights of the best validation epoch (the initial
+    weights when no epoch finished), ``status`` is one of completed / early_stopped / stopped /
+    diverged, and ``message`` says so in a sentence. ``batch_losses`` holds the per-batch training
+    losses of the epoch in progress (or of the epoch in which the run stopped or diverged).
     """
 
     def __init__(self, config: TrainConfig, prepared: PreparedData):
@@ -121,26 +54,34 @@ class Trainer:
                                         weight_decay=config.weight_decay)
         self.initial_params = {k: v.copy() for k, v in self.model.params.items()}
         self.history: list[dict] = []
+        self.batch_losses: list[float] = []
+        self.batches_per_epoch = -(-prepared.count("train") // config.batch_size)
         self.status = "not started"
         self.message = ""
         self.best_epoch = 0
         self.best_val_loss = math.inf
 
     def _validation_loss(self) -> float:
-        error = self.model.predict(self.prepared.x_val) - self.prepared.y_val
-        return float(np.mean(error.astype(np.float64) ** 2))
+        """Scaled MSE over the validation windows, gathered a chunk at a time."""
+        prepared = self.prepared
+        total, count = 0.0, prepared.count("validation")
+        for start in range(0, count, 4096):
+            index = np.arange(start, min(start + 4096, count))
+            error = self.model.predict(prepared.inputs("validation", index)) - prepared.targets("validation", index)
+            total += float(np.sum(error.astype(np.float64) ** 2))
+        return total / count
 
-    def fit(self, stop_event: threading.Event | None = None):
-        """Train, yielding after every epoch a record (dict):
+    def iter_epochs(self, stop_event: threading.Event | None = None, on_batch=None):
+        """Train lazily, yielding after every epoch a record (dict) — nothing trains until iterated:
 
         epoch, train_loss, val_loss (scaled MSE), val_mse (target units²), grad_norm_mean,
         grad_norm_max (pre-clip global norm over the epoch's steps), clipped_fraction,
         update_norms {param: ‖Δθ‖ over the epoch}, relative_change {param: % change of ‖θ − θ₀‖ / ‖θ₀‖},
         step_grad_norms (lookback,) mean ‖∂L/∂h_t‖ over the epoch's steps, seconds, lr.
-        ``stop_event`` is checked before every batch.
+        ``stop_event`` is checked before every batch; ``on_batch(batches_done)`` is called after each.
         """
         config, model, prepared = self.config, self.model, self.prepared
-        x, y = prepared.x_train.astype(config.dtype), prepared.y_train.astype(config.dtype)
+        n_train = prepared.count("train")
         rng = np.random.default_rng(config.seed)
         best_params = {k: v.copy() for k, v in model.params.items()}
         epochs_without_gain = 0
@@ -148,35 +89,37 @@ class Trainer:
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             before = {k: v.copy() for k, v in model.params.items()}
-            order = rng.permutation(len(x))
+            order = rng.permutation(n_train)
             loss_sum, norms, clipped = 0.0, [], 0
-            step_norm_sum = np.zeros(config.lookback)
+            step_norm_sum = np.zeros(prepared.lookback)
+            self.batch_losses = []
             # overflow on the way to a diverged run is detected below and reported, not warned about
             with np.errstate(over="ignore", invalid="ignore"):
-                for start in range(0, len(x), config.batch_size):
+                for start in range(0, n_train, config.batch_size):
                     if stop_event is not None and stop_event.is_set():
                         return self._finish("stopped", best_params, f"Stopped during epoch {epoch}")
                     index = order[start : start + config.batch_size]
-                    loss, grads, step_norms = model.loss_and_grads(x[index], y[index], return_step_norms=True)
+                    x = prepared.inputs("train", index, config.dtype)
+                    y = prepared.targets("train", index, config.dtype)
+                    loss, grads, step_norms = model.loss_and_grads(x, y, return_step_norms=True)
+                    self.batch_losses.append(float(loss))
                     norm = clip_grad_norm(grads, config.grad_clip)
                     if _diverged(loss, norm):
-                        model.set_params(best_params)
-                        self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
-                        return None
+                        return self._diverge(epoch, best_params)
                     clipped += config.grad_clip > 0 and norm > config.grad_clip
                     clip_grad_value(grads, config.clip_value)
                     self.optimizer.step(model.params, grads)
                     loss_sum += loss * len(index)
                     norms.append(norm)
                     step_norm_sum += step_norms
+                    if on_batch is not None:
+                        on_batch(len(norms))
                 val_loss = self._validation_loss()
                 if _diverged(val_loss):
-                    model.set_params(best_params)
-                    self.status, self.message = "diverged", _diverged_message(epoch, self.best_epoch)
-                    return None
+                    return self._diverge(epoch, best_params)
             record = {
                 "epoch": epoch,
-                "train_loss": loss_sum / len(x),
+                "train_loss": loss_sum / n_train,
                 "val_loss": val_loss,
                 "val_mse": val_loss * prepared.target_scale**2,
                 "grad_norm_mean": float(np.mean(norms)),
@@ -205,18 +148,30 @@ class Trainer:
                                     f"Stopped early after epoch {epoch}: no better validation loss for {config.patience} epochs")
         return self._finish("completed", best_params, f"Trained all {config.epochs} epochs")
 
-    def _finish(self, status, best_params, opening):
+    def _kept_weights(self, best_params) -> str:
+        """Put the weights that are kept into the model, and say which they are."""
         if self.best_epoch:
             self.model.set_params(best_params)
-            kept = f"kept the weights of epoch {self.best_epoch}, the best on validation"
-        else:
-            kept = "no epoch finished, so the initial weights are kept"
+            return f"kept the weights of epoch {self.best_epoch}, the best on validation"
+        # no epoch finished: the half-trained weights of an interrupted epoch are never kept
+        self.model.set_params(self.initial_params)
+        return "no epoch finished, so the model holds its initial, untrained weights"
+
+    def _finish(self, status, best_params, opening):
+        kept = self._kept_weights(best_params)
         self.status, self.message = status, f"{opening}; {kept}."
         return None
 
-    def run(self, stop_event=None, on_epoch=None) -> "Trainer":
-        """Train to the end, calling ``on_epoch(record)`` after each epoch; returns self."""
-        for record in self.fit(stop_event):
+    def _diverge(self, epoch, best_params):
+        kept = self._kept_weights(best_params)
+        self.status = "diverged"
+        self.message = (f"Training diverged in epoch {epoch} (the loss exploded or became NaN) and was stopped; "
+                        f"{kept}. Lower the learning rate or turn on gradient clipping.")
+        return None
+
+    def fit(self, stop_event=None, on_epoch=None) -> "Trainer":
+        """Train to the end (or until ``stop_event`` is set), calling ``on_epoch(record)`` after each epoch."""
+        for record in self.iter_epochs(stop_event):
             if on_epoch is not None:
                 on_epoch(record)
         return self

@@ -33,7 +33,10 @@ def test_train_writes_every_artifact(trained_dir):
     for name in ("model.safetensors", "model.npz", "config.json", "history.csv", "metrics.json", "predictions.csv"):
         assert (out / name).stat().st_size > 0, name
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "gru" and config["hidden_size"] == 8 and config["target"] == "temp_max"
+    # one home per setting: the data settings are the prepared data's, the training settings the config's
+    assert config["train"]["model"] == "gru" and config["train"]["hidden_size"] == 8
+    assert config["data"]["target"] == "temp_max" and config["data"]["lookback"] == 7
+    assert "lookback" not in config["train"] and "model" not in config["data"]
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3]
     assert {"train_loss", "val_loss", "grad_norm_mean", "update_norms.head.weight"} <= set(history.columns)
@@ -68,7 +71,7 @@ def test_evaluate_and_predict_on_a_saved_run(trained_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["train", "--lr", "-1"], "learning rate"),
+        (["train", "--lr", "-1"], "Learning rate"),
         (["train", "--target", "snow"], "'snow' is not in the data"),
         (["train", "--data", "/nonexistent.csv"], "no file"),
         (["train", "--model", "transformer"], "Unknown model"),
