@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from rnnlab.windows import PreparedData
 from rnnlab.evaluate import evaluate
+from rnnlab.figures import unit_of
 from rnnlab.train import TrainConfig, Trainer, history_frame
 from rnnlab.weights_io import run_to_bytes
 
@@ -26,17 +27,25 @@ class CapacityError(RuntimeError):
     """Too many runs are training at once; the message says what to do."""
 
 
+def _short_number(value: float) -> str:
+    return f"{value:g}"
+
+
 @dataclass
 class Run:
     run_id: str
     owner: str
     number: int  # 1, 2, 3 … within its owner's session, for labels people can read
     config: TrainConfig
-    prepared: PreparedData
+    prepared: PreparedData  # shared with other runs on the same data and settings: never mutated
     created: float = field(default_factory=time.time)
     status: str = "queued"
     message: str = ""
     history: list = field(default_factory=list)
+    batch_losses: list = field(default_factory=list)  # of the epoch in which the run stopped or diverged
+    batches_done: int = 0  # in the epoch in progress
+    batches_per_epoch: int = 0
+    best_epoch: int = 0
     model: object = None
     result: object = None  # EvaluationResult once finished
     started: float | None = None
@@ -48,8 +57,26 @@ class Run:
 
     @property
     def label(self) -> str:
-        c = self.config
-        return f"#{self.number} {c.model.upper()} h{c.hidden_size} lb{c.lookback} lr{c.lr:g}"
+        """'#3 LSTM h32 lb7 lr0.001' plus every setting that differs from the defaults, so two runs of a
+        session never read alike (the number alone would tell them apart, but not what differs)."""
+        c, p = self.config, self.prepared
+        parts = [f"#{self.number}", c.model.upper(), f"h{c.hidden_size}", f"lb{p.lookback}", f"lr{c.lr:g}"]
+        defaults = TrainConfig()
+        if p.horizon != 1:
+            parts.append(f"+{p.horizon}d")
+        if c.num_layers != defaults.num_layers:
+            parts.append(f"{c.num_layers} layers")
+        if c.optimizer != defaults.optimizer:
+            parts.append(c.optimizer)
+        if c.batch_size != defaults.batch_size:
+            parts.append(f"batch {c.batch_size}")
+        if c.grad_clip != defaults.grad_clip:
+            parts.append(f"clip {_short_number(c.grad_clip)}" if c.grad_clip else "no clip")
+        if c.dtype != defaults.dtype:
+            parts.append(c.dtype)
+        if c.seed != defaults.seed:
+            parts.append(f"seed {c.seed}")
+        return " ".join(parts)
 
     @property
     def active(self) -> bool:
@@ -60,12 +87,40 @@ class Run:
         with self.lock:
             history = list(self.history)
             status, message = self.status, self.message
+            batches_done, batches_per_epoch = self.batches_done, self.batches_per_epoch
+            batch_losses = list(self.batch_losses)
         elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
         done = len(history)
+        total = self.config.epochs
+        # progress counts the batches of the epoch in progress, so a long first epoch still moves
+        fraction = (done + (batches_done / batches_per_epoch if batches_per_epoch else 0)) / total
         per_epoch = elapsed / done if done else None
-        remaining = per_epoch * (self.config.epochs - done) if per_epoch and status in ACTIVE else 0.0
+        remaining = per_epoch * (total - done) if per_epoch and status in ACTIVE else 0.0
         return {"status": status, "message": message, "history": history, "epochs_done": done,
-                "epochs_total": self.config.epochs, "elapsed": elapsed, "remaining": remaining}
+                "epochs_total": total, "elapsed": elapsed, "remaining": remaining,
+                "fraction": min(1.0, fraction), "batch_losses": batch_losses}
+
+    def verdict(self) -> tuple[str, str]:
+        """(level, sentence) about how the finished model did against the baselines on the test days.
+
+        level is "success" when it beats every baseline, "info" when it beats persistence only,
+        "warning" when persistence ("same as the last day") forecasts better.
+        """
+        test = self.result.table("test")
+        model_mse = float(test.loc["model", "MSE"])
+        baselines = {name: float(test.loc[name, "MSE"]) for name in test.index if name != "model"}
+        unit = unit_of(self.prepared.target)
+        squared = f" {unit}²" if unit else ""
+        beaten = [name for name, mse in baselines.items() if model_mse < mse]
+        figures = ", ".join(f"{name} {mse:.2f}" for name, mse in baselines.items())
+        opening = f"Test MSE {model_mse:.2f}{squared} against {figures}"
+        if len(beaten) == len(baselines):
+            return "success", f"{opening}: the model beats every baseline."
+        if "persistence" in beaten:
+            missed = ", ".join(name for name in baselines if name not in beaten)
+            return "info", f"{opening}: better than persistence but not than {missed}."
+        return "warning", (f"{opening}: the model is worse than persistence, i.e. than forecasting the last "
+                           "observed value. Try a lower learning rate, gradient clipping or more epochs.")
 
     def download(self, kind: str) -> bytes:
         """Bytes of a finished run's weights (safetensors / npz), history CSV or predictions CSV."""
@@ -82,18 +137,62 @@ class Run:
             self._downloads[kind] = blob
         return self._downloads[kind]
 
+    def own_nbytes(self) -> int:
+        """Bytes this run holds apart from its (shared) prepared data: weights, results, history, downloads."""
+        total = sum(p.nbytes for p in self.model.params.values()) if self.model is not None else 0
+        if self.result is not None:
+            total += int(self.result.predictions.memory_usage(deep=True).sum())
+        total += sum(len(blob) for blob in self._downloads.values())
+        # an epoch record holds two floats per parameter, the per-step norms and a dozen scalars
+        per_record = 8 * (2 * len(self.model.params) + self.prepared.lookback + 16) + 512 if self.model else 0
+        return total + per_record * len(self.history)
+
+    def comparison_key(self) -> tuple:
+        """Runs with equal keys are scored on the same validation days of the same data and target."""
+        p = self.prepared
+        dates = p.windows["validation"]["dates"]
+        return (p.source_sha256, p.target, p.horizon, int(dates[0].value), int(dates[-1].value), len(dates))
+
     def settings_row(self) -> dict:
-        """One row for the run-history table: settings and results."""
-        c = self.config
-        row = {"run": self.label, "status": self.status, "model": c.model.upper(), "hidden": c.hidden_size,
-               "layers": c.num_layers, "lookback": c.lookback, "horizon": c.horizon, "lr": c.lr,
-               "optimizer": c.optimizer, "batch": c.batch_size, "clip": c.grad_clip or "off", "seed": c.seed,
-               "precision": c.dtype, "epochs": len(self.history)}
+        """One row for the run-history table: results first, then the settings."""
+        c, p = self.config, self.prepared
+        with self.lock:
+            status, epochs = self.status, len(self.history)
+        row = {"run": self.label, "status": status, "test MSE": None, "skill vs persistence": None,
+               "epochs": epochs}
         if self.result is not None:
             test = self.result.table("test")
             row["test MSE"] = round(float(test.loc["model", "MSE"]), 3)
             row["skill vs persistence"] = round(float(test.loc["model", "skill"]), 3)
+        row.update({"model": c.model.upper(), "hidden": c.hidden_size, "layers": c.num_layers,
+                    "lookback": p.lookback, "horizon": p.horizon, "target": p.target, "lr": c.lr,
+                    "optimizer": c.optimizer, "batch": c.batch_size, "clip": c.grad_clip or "off", "seed": c.seed,
+                    "precision": c.dtype, "data": p.source_name})
         return row
+
+
+def split_comparable(runs: list[Run], reference: Run) -> tuple[list[Run], dict[str, str]]:
+    """The runs whose validation MSE can share an axis with ``reference``'s, and why each other is left out.
+
+    Comparable means the same data file, target, horizon and validation days (lookback and the
+    split shares move the validation days).
+    """
+    kept, left_out = [], {}
+    ref = reference.prepared
+    for run in runs:
+        p = run.prepared
+        if run.comparison_key() == reference.comparison_key():
+            kept.append(run)
+        elif p.source_sha256 != ref.source_sha256:
+            left_out[run.label] = f"trained on other data ({p.source_name})"
+        elif p.target != ref.target:
+            left_out[run.label] = f"forecasts {p.target}, not {ref.target}"
+        elif p.horizon != ref.horizon:
+            left_out[run.label] = f"forecasts {p.horizon} days ahead, not {ref.horizon}"
+        else:
+            left_out[run.label] = (f"is validated on other days (lookback {p.lookback} against {ref.lookback}, or "
+                                   "other split shares)")
+    return kept, left_out
 
 
 def _work(run: Run) -> None:
@@ -102,16 +201,16 @@ def _work(run: Run) -> None:
         trainer = Trainer(run.config, run.prepared)
         with run.lock:
             run.status, run.started = "running", time.time()
-            run.model = trainer.model
-        for record in trainer.fit(run.stop_event):
+            run.model, run.batches_per_epoch = trainer.model, trainer.batches_per_epoch
+        for record in trainer.iter_epochs(run.stop_event, on_batch=lambda done: setattr(run, "batches_done", done)):
             with run.lock:
                 run.history.append(record)
+                run.batches_done = 0
         result = evaluate(trainer.model, run.prepared) if trainer.history else None
         with run.lock:
-            run.result, run.model = result, trainer.model
+            run.result, run.model, run.best_epoch = result, trainer.model, trainer.best_epoch
+            run.batch_losses = list(trainer.batch_losses)
             run.status, run.message = trainer.status, trainer.message
-            if result is None and trainer.status != "diverged":
-                run.status = "stopped"
     except Exception as error:  # a bug must end the run with a sentence, not kill the page
         with run.lock:
             run.status, run.message = "failed", f"Training failed: {error}"
@@ -120,10 +219,17 @@ def _work(run: Run) -> None:
 
 
 class RunRegistry:
-    def __init__(self, max_active: int = 2, max_finished_per_owner: int = 20, max_finished_total: int = 200):
+    """The runs of one server process. Bounds: ``max_active`` training at once (one per owner),
+    ``max_finished_per_owner`` and ``max_finished_total`` finished runs kept, and ``max_bytes`` for
+    everything the kept runs hold (their prepared data counted once however many runs share it);
+    the oldest finished runs are forgotten first."""
+
+    def __init__(self, max_active: int = 2, max_finished_per_owner: int = 20, max_finished_total: int = 200,
+                 max_bytes: int = 1 << 30):
         self.max_active = max_active
         self.max_finished_per_owner = max_finished_per_owner
         self.max_finished_total = max_finished_total
+        self.max_bytes = max_bytes
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
@@ -186,9 +292,22 @@ class RunRegistry:
         finished = [r for r in finished if r.run_id in self._runs]
         for run in finished[: max(0, len(finished) - self.max_finished_total)]:
             self._runs.pop(run.run_id, None)
+        finished = [r for r in finished if r.run_id in self._runs]
+        while finished and self._nbytes() > self.max_bytes:
+            self._runs.pop(finished.pop(0).run_id, None)
+
+    def _nbytes(self) -> int:
+        """Bytes held by the kept runs, each distinct prepared data set counted once (lock held)."""
+        shared = {id(r.prepared): r.prepared.nbytes for r in self._runs.values()}
+        return sum(shared.values()) + sum(r.own_nbytes() for r in self._runs.values())
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._nbytes()
 
 
-_SHARED = RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200)
+# 2 runs training, 20 kept per session, 200 and 1 GiB in all: README "Memory" states these bounds
+_SHARED = RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200, max_bytes=1 << 30)
 
 
 def shared_registry() -> RunRegistry:
