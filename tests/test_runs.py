@@ -76,6 +76,66 @@ def test_downloads_are_the_run_itself(seattle_prepared):
     run = registry.start(registry.new_owner(), TrainConfig(hidden_size=4, epochs=2), seattle_prepared)
     _wait(run)
     loaded = load_run(run.download("safetensors"))
-    assert (loaded.model.predict(seattle_prepared.x_test) == run.model.predict(seattle_prepared.x_test)).all()
+    x_test = seattle_prepared.inputs("test")
+    assert (loaded.model.predict(x_test) == run.model.predict(x_test)).all()
     assert run.download("history").decode().startswith("epoch,")
     assert run.download("predictions").decode().splitlines()[0] == "date,split,actual,predicted,persistence"
+
+
+def test_labels_tell_any_two_runs_apart_and_name_what_differs(seattle_prepared):
+    registry = RunRegistry()
+    owner = registry.new_owner()
+    first = registry.start(owner, TrainConfig(hidden_size=4, epochs=1), seattle_prepared)
+    _wait(first)
+    second = registry.start(owner, TrainConfig(hidden_size=4, epochs=1, dtype="float32"), seattle_prepared)
+    _wait(second)
+    assert first.label == "#1 LSTM h4 lb7 lr0.001"
+    assert second.label == "#2 LSTM h4 lb7 lr0.001 float32"
+
+
+def test_the_comparison_keeps_only_runs_scored_on_the_same_days(seattle_table, seattle_prepared):
+    from rnnlab.runs import split_comparable
+    from rnnlab.windows import prepare
+
+    registry = RunRegistry(max_active=1)
+    owner = registry.new_owner()
+    runs = []
+    for prepared in (seattle_prepared, seattle_prepared, prepare(seattle_table, target="temp_max", lookback=14),
+                     prepare(seattle_table, target="temp_min"), prepare(seattle_table, target="temp_max", horizon=3)):
+        runs.append(registry.start(owner, TrainConfig(hidden_size=4, epochs=1), prepared))
+        _wait(runs[-1])
+    kept, left_out = split_comparable(runs, runs[0])
+    assert kept == runs[:2]
+    assert "lookback 14 against 7" in left_out[runs[2].label]
+    assert left_out[runs[3].label] == "forecasts temp_min, not temp_max"
+    assert left_out[runs[4].label] == "forecasts 3 days ahead, not 1"
+
+
+def test_kept_runs_are_bounded_in_bytes_oldest_first(seattle_prepared):
+    registry = RunRegistry(max_bytes=1)  # smaller than any run: only the newest run survives a start
+    owner = registry.new_owner()
+    runs = []
+    for _ in range(3):
+        runs.append(registry.start(owner, TrainConfig(hidden_size=4, epochs=1), seattle_prepared))
+        _wait(runs[-1])
+    assert registry.runs_of(owner) == runs[-1:]  # each start forgot the finished runs before it
+    roomy = RunRegistry()
+    run = roomy.start(owner, TrainConfig(hidden_size=4, epochs=1), seattle_prepared)
+    _wait(run)
+    own = run.own_nbytes()
+    assert 0 < own < 2_000_000 and roomy.nbytes() == seattle_prepared.nbytes + own
+    # a run holds no windows of its own: the prepared data it trains on is shared, not copied
+    assert run.prepared is seattle_prepared
+
+
+def test_the_verdict_warns_when_persistence_forecasts_better(seattle_prepared):
+    registry = RunRegistry()
+    bad = registry.start(registry.new_owner(), TrainConfig(model="rnn", hidden_size=8, lr=1.0, grad_clip=0,
+                                                           epochs=2, patience=0), seattle_prepared)
+    _wait(bad)
+    level, sentence = bad.verdict()
+    assert level == "warning" and "worse than persistence" in sentence
+    good = registry.start(registry.new_owner(), TrainConfig(), seattle_prepared)  # beats persistence (test_train)
+    _wait(good, timeout=60)
+    level, sentence = good.verdict()
+    assert (level == "info" and "better than persistence" in sentence) or (level == "success" and "beats every baseline" in sentence)
