@@ -423,3 +423,20 @@ def gate_activations(kind, cache):
     steps, gates_hidden, batch = acts.shape
     blocks = acts.reshape(steps, GATE_COUNT[kind], gates_hidden // GATE_COUNT[kind], batch)
     return {name: blocks[:, k] for k, name in enumerate(GATES[kind])}
+
+
+def layer_states(kind, cache):
+    """Everything a forward pass computed per step: name -> (T, H, B) views into the cache.
+
+    LSTM: gates i, f, g, o, cell state c and hidden state h; GRU: gates r, z, n and h; RNN: h.
+    The views stay valid only while the cache's workspace is not reused.
+    """
+    states = dict(gate_activations(kind, cache))
+    if kind == "lstm":
+        h_seq, c_all = cache[2], cache[3]
+        states["c"] = c_all[1:]
+    else:
+        h_all = cache[1] if kind == "rnn" else cache[3]
+        h_seq = h_all[1:]  # h_all[0] is the zero initial state
+    states["h"] = h_seq
+    return states

@@ -153,6 +153,36 @@ class RecurrentModel:
             return loss, grads, norms
         return loss, grads
 
+    def input_gradient(self, x, return_prediction=False):
+        """∂prediction/∂input of every window, exact (BPTT down to the inputs of layer 0).
+
+        x: (batch, lookback, input_size) -> gradient (batch, lookback, input_size), or
+        ``(prediction (batch,), gradient)`` with ``return_prediction``. Windows are independent, so
+        one backward pass seeded with the head weights for every window gives all of them at once.
+        Runs in fresh scratch space: it never disturbs, or is disturbed by, a training step.
+        """
+        prediction, _, caches = self._forward(x)
+        batch = prediction.shape[0]
+        dh_seq, dh_last = None, np.outer(self.params["head.weight"][0], np.ones(batch, dtype=self.dtype))
+        backward = layers.BACKWARD[self.kind]
+        for k in reversed(range(self.num_layers)):
+            dh_seq, _, _ = backward(dh_seq, caches[k], dh_last=dh_last, need_dx=True)
+            dh_last = None
+        gradient = np.ascontiguousarray(dh_seq.transpose(2, 0, 1))  # (T, D, B) -> (B, T, D)
+        return (prediction, gradient) if return_prediction else gradient
+
+    def states(self, x) -> dict[str, np.ndarray]:
+        """Every gate, cell and hidden state of a forward pass: ``"layer{k}.{name}"`` -> (batch, lookback, H).
+
+        LSTM: i, f, g, o, c, h per layer; GRU: r, z, n, h; RNN: h. Fresh arrays, in step order.
+        """
+        _, _, caches = self._forward(x)
+        out = {}
+        for k, cache in enumerate(caches):
+            for name, values in layers.layer_states(self.kind, cache).items():
+                out[f"layer{k}.{name}"] = np.ascontiguousarray(values.transpose(2, 0, 1))
+        return out
+
     def gate_activations(self, x) -> dict[str, np.ndarray]:
         """Gate activations of a forward pass: ``"l{k}.{gate}"`` -> (batch, lookback, H).
 
