@@ -16,15 +16,50 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from rnnlab.config import TrainConfig
+from rnnlab.errors import SettingError
 from rnnlab.models import create_model
 from rnnlab.optim import clip_grad_norm, clip_grad_value, make_optimizer
 from rnnlab.windows import PreparedData
 
-__all__ = ["TrainConfig", "Trainer", "history_frame", "DIVERGED_LOSS"]
+__all__ = ["TrainConfig", "Trainer", "Snapshot", "history_frame", "DIVERGED_LOSS", "SNAPSHOT_BUDGET"]
+
+
+@dataclass
+class Snapshot:
+    """Everything needed to continue training exactly from the end of ``epoch``.
+
+    params / best_params: {name: array}; optimizer: the optimizer's ``state_dict()``; rng_state: the
+    batch-order generator's state (so the next epochs shuffle as the parent's did); history: the
+    epoch records 1..epoch.
+    """
+
+    epoch: int
+    params: dict
+    optimizer: dict
+    rng_state: dict
+    best_epoch: int
+    best_val_loss: float
+    best_params: dict
+    epochs_without_gain: int
+    history: list
+
+    @property
+    def nbytes(self) -> int:
+        arrays = list(self.params.values()) + list(self.best_params.values())
+        for value in self.optimizer.values():
+            if isinstance(value, dict):
+                arrays += [v for v in value.values() if isinstance(v, np.ndarray)]
+        return int(sum(a.nbytes for a in arrays))
+
+
+# Snapshots kept per run: every epoch while they fit, thinned evenly (every 2nd, 4th, … epoch) beyond
+SNAPSHOT_BUDGET = 64 * 1024 * 1024
 
 
 # Losses are on a standardized target: predicting the training mean scores about 1, so a loss past
@@ -45,7 +80,10 @@ class Trainer:
     losses of the epoch in progress (or of the epoch in which the run stopped or diverged).
     """
 
-    def __init__(self, config: TrainConfig, prepared: PreparedData):
+    def __init__(self, config: TrainConfig, prepared: PreparedData, resume: Snapshot | None = None,
+                 snapshot_budget: int = SNAPSHOT_BUDGET):
+        """``resume``: continue from a snapshot (of a run with the same model and data) with ``config``'s
+        training settings; epochs count on from the snapshot's epoch up to ``config.epochs``."""
         self.config = config.validate()
         self.prepared = prepared
         self.model = create_model(config.model, prepared.n_features, config.hidden_size, config.num_layers,
@@ -53,6 +91,7 @@ class Trainer:
         self.optimizer = make_optimizer(config.optimizer, config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
         self.initial_params = {k: v.copy() for k, v in self.model.params.items()}
+        self.rng = np.random.default_rng(config.seed)
         self.history: list[dict] = []
         self.batch_losses: list[float] = []
         self.batches_per_epoch = -(-prepared.count("train") // config.batch_size)
@@ -60,6 +99,51 @@ class Trainer:
         self.message = ""
         self.best_epoch = 0
         self.best_val_loss = math.inf
+        self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+        self.epochs_without_gain = 0
+        self.snapshots: dict[int, Snapshot] = {}
+        self.snapshot_budget = snapshot_budget
+        self._snapshot_stride = 1
+        self.start_epoch = 1
+        if resume is not None:
+            self._resume(resume)
+
+    def _resume(self, snapshot: Snapshot) -> None:
+        if snapshot.epoch >= self.config.epochs:
+            raise SettingError(f"The branch starts after epoch {snapshot.epoch}, so it needs more than "
+                               f"{snapshot.epoch} epochs in all; got {self.config.epochs}.")
+        self.model.set_params(snapshot.params)
+        # the optimizer's moments carry over when the optimizer stays; its settings are the new config's
+        if snapshot.optimizer.get("kind") == self.optimizer.state_dict()["kind"]:
+            fresh = self.optimizer.state_dict()
+            self.optimizer.load_state_dict(snapshot.optimizer)
+            for key in ("lr", "momentum", "nesterov", "weight_decay"):
+                if key in fresh:
+                    setattr(self.optimizer, key, fresh[key])
+        self.rng.bit_generator.state = snapshot.rng_state
+        self.best_epoch, self.best_val_loss = snapshot.best_epoch, snapshot.best_val_loss
+        self.best_params = {k: v.copy() for k, v in snapshot.best_params.items()}
+        self.epochs_without_gain = snapshot.epochs_without_gain
+        self.history = [dict(r) for r in snapshot.history]
+        self.start_epoch = snapshot.epoch + 1
+
+    def snapshot(self, epoch: int) -> Snapshot:
+        """The state at the end of ``epoch``, copied (for the current epoch, or a kept snapshot)."""
+        return Snapshot(epoch, {k: v.copy() for k, v in self.model.params.items()}, self.optimizer.state_dict(),
+                        self.rng.bit_generator.state, self.best_epoch, self.best_val_loss,
+                        {k: v.copy() for k, v in self.best_params.items()}, self.epochs_without_gain,
+                        [dict(r) for r in self.history])
+
+    def _keep_snapshot(self, epoch: int) -> None:
+        """Keep this epoch's snapshot within the byte budget: every epoch while they fit, else evenly thinned."""
+        if epoch % self._snapshot_stride:
+            return
+        self.snapshots[epoch] = self.snapshot(epoch)
+        while len(self.snapshots) > 1 and sum(s.nbytes for s in self.snapshots.values()) > self.snapshot_budget:
+            self._snapshot_stride *= 2
+            self.snapshots = {e: s for e, s in self.snapshots.items() if e % self._snapshot_stride == 0}
+            if not self.snapshots:  # keep the newest rather than none
+                self.snapshots = {epoch: self.snapshot(epoch)}
 
     def _validation_loss(self) -> float:
         """Scaled MSE over the validation windows, gathered a chunk at a time."""
@@ -82,14 +166,11 @@ class Trainer:
         """
         config, model, prepared = self.config, self.model, self.prepared
         n_train = prepared.count("train")
-        rng = np.random.default_rng(config.seed)
-        best_params = {k: v.copy() for k, v in model.params.items()}
-        epochs_without_gain = 0
         self.status = "running"
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(self.start_epoch, config.epochs + 1):
             started = time.perf_counter()
             before = {k: v.copy() for k, v in model.params.items()}
-            order = rng.permutation(n_train)
+            order = self.rng.permutation(n_train)
             loss_sum, norms, clipped = 0.0, [], 0
             step_norm_sum = np.zeros(prepared.lookback)
             self.batch_losses = []
@@ -97,7 +178,7 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):
                 for start in range(0, n_train, config.batch_size):
                     if stop_event is not None and stop_event.is_set():
-                        return self._finish("stopped", best_params, f"Stopped during epoch {epoch}")
+                        return self._finish("stopped", f"Stopped during epoch {epoch}")
                     index = order[start : start + config.batch_size]
                     x = prepared.inputs("train", index, config.dtype)
                     y = prepared.targets("train", index, config.dtype)
@@ -105,7 +186,7 @@ class Trainer:
                     self.batch_losses.append(float(loss))
                     norm = clip_grad_norm(grads, config.grad_clip)
                     if _diverged(loss, norm):
-                        return self._diverge(epoch, best_params)
+                        return self._diverge(epoch)
                     clipped += config.grad_clip > 0 and norm > config.grad_clip
                     clip_grad_value(grads, config.clip_value)
                     self.optimizer.step(model.params, grads)
@@ -116,7 +197,7 @@ class Trainer:
                         on_batch(len(norms))
                 val_loss = self._validation_loss()
                 if _diverged(val_loss):
-                    return self._diverge(epoch, best_params)
+                    return self._diverge(epoch)
             record = {
                 "epoch": epoch,
                 "train_loss": loss_sum / n_train,
@@ -138,32 +219,33 @@ class Trainer:
             self.history.append(record)
             if val_loss < self.best_val_loss:
                 self.best_val_loss, self.best_epoch = val_loss, epoch
-                best_params = {k: v.copy() for k, v in model.params.items()}
-                epochs_without_gain = 0
+                self.best_params = {k: v.copy() for k, v in model.params.items()}
+                self.epochs_without_gain = 0
             else:
-                epochs_without_gain += 1
+                self.epochs_without_gain += 1
+            self._keep_snapshot(epoch)
             yield record
-            if config.patience and epochs_without_gain >= config.patience:
-                return self._finish("early_stopped", best_params,
-                                    f"Stopped early after epoch {epoch}: no better validation loss for {config.patience} epochs")
-        return self._finish("completed", best_params, f"Trained all {config.epochs} epochs")
+            if config.patience and self.epochs_without_gain >= config.patience:
+                return self._finish("early_stopped", f"Stopped early after epoch {epoch}: no better validation "
+                                                     f"loss for {config.patience} epochs")
+        return self._finish("completed", f"Trained all {config.epochs} epochs")
 
-    def _kept_weights(self, best_params) -> str:
+    def _kept_weights(self) -> str:
         """Put the weights that are kept into the model, and say which they are."""
         if self.best_epoch:
-            self.model.set_params(best_params)
+            self.model.set_params(self.best_params)
             return f"kept the weights of epoch {self.best_epoch}, the best on validation"
         # no epoch finished: the half-trained weights of an interrupted epoch are never kept
         self.model.set_params(self.initial_params)
         return "no epoch finished, so the model holds its initial, untrained weights"
 
-    def _finish(self, status, best_params, opening):
-        kept = self._kept_weights(best_params)
+    def _finish(self, status, opening):
+        kept = self._kept_weights()
         self.status, self.message = status, f"{opening}; {kept}."
         return None
 
-    def _diverge(self, epoch, best_params):
-        kept = self._kept_weights(best_params)
+    def _diverge(self, epoch):
+        kept = self._kept_weights()
         self.status = "diverged"
         self.message = (f"Training diverged in epoch {epoch} (the loss exploded or became NaN) and was stopped; "
                         f"{kept}. Lower the learning rate or turn on gradient clipping.")

@@ -179,3 +179,39 @@ def test_a_nan_loss_diverges_and_keeps_the_per_batch_losses(seattle_prepared, mo
     assert trainer.status == "diverged" and "epoch 1" in trainer.message
     assert len(trainer.batch_losses) == 5 and np.isnan(trainer.batch_losses[-1])
     assert "initial, untrained weights" in trainer.message
+
+
+def _without_timing(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_resuming_from_an_epoch_reproduces_the_parent_exactly(seattle_prepared, optimizer):
+    config = TrainConfig(**{**FAST, "epochs": 6}, optimizer=optimizer, lr=0.01, patience=0)
+    parent = Trainer(config, seattle_prepared).fit()
+    assert sorted(parent.snapshots) == [1, 2, 3, 4, 5, 6]
+    branch = Trainer(config, seattle_prepared, resume=parent.snapshots[3]).fit()
+    assert _without_timing(branch.history) == _without_timing(parent.history)  # batch order included
+    for name, value in parent.model.params.items():
+        np.testing.assert_array_equal(branch.model.params[name], value)
+    assert branch.best_epoch == parent.best_epoch and branch.message == parent.message
+
+
+def test_a_branch_with_a_new_learning_rate_continues_from_the_snapshot(seattle_prepared):
+    parent = Trainer(TrainConfig(**{**FAST, "epochs": 4}), seattle_prepared).fit()
+    branch = Trainer(TrainConfig(**{**FAST, "epochs": 6}, lr=0.01), seattle_prepared, resume=parent.snapshots[2])
+    assert branch.optimizer.lr == 0.01 and branch.optimizer.t == parent.snapshots[2].optimizer["t"]
+    branch.fit()
+    assert [r["epoch"] for r in branch.history] == [1, 2, 3, 4, 5, 6]
+    assert _without_timing(branch.history[:2]) == _without_timing(parent.history[:2])
+    assert branch.history[2]["lr"] == 0.01 and branch.history[2] != parent.history[2]
+    with pytest.raises(SettingError, match="more than 4 epochs"):
+        Trainer(TrainConfig(**{**FAST, "epochs": 4}), seattle_prepared, resume=parent.snapshots[4])
+
+
+def test_snapshots_are_thinned_evenly_within_the_byte_budget(seattle_prepared):
+    one = Trainer(TrainConfig(**{**FAST, "epochs": 1}), seattle_prepared).fit().snapshots[1].nbytes
+    trainer = Trainer(TrainConfig(**{**FAST, "epochs": 9}, patience=0), seattle_prepared,
+                      snapshot_budget=int(3.5 * one)).fit()
+    assert sorted(trainer.snapshots) == [4, 8]  # every epoch, then every 2nd, then every 4th
+    assert sum(s.nbytes for s in trainer.snapshots.values()) <= 3.5 * one
