@@ -23,7 +23,7 @@ from rnnlab.errors import DataError, WeightsError
 from rnnlab.evaluate import evaluate, predict_split
 from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
 from rnnlab.train import Trainer, history_frame
-from rnnlab.weights_io import evaluate_saved_run, load_run, save_run
+from rnnlab.weights_io import evaluate_saved_run, load_run, save_run, snapshots_to_bytes
 from rnnlab.windows import latest_window, prepare
 
 
@@ -71,6 +71,11 @@ def build_parser():
     train = commands.add_parser("train", help="train a model and write weights, history, metrics and predictions")
     train.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded Seattle data)")
     train.add_argument("--out", default="runs/latest", help="folder to write the results to")
+    train.add_argument("--resume", default=None, metavar="RUN",
+                       help="branch from a run folder written by 'train': continue its training from --from-epoch "
+                            "with the same model and data, and any training setting given here changed")
+    train.add_argument("--from-epoch", type=int, default=None, metavar="K",
+                       help="with --resume: the epoch to continue from (default: the run's last snapshot)")
     _add_setting_flags(train, DataSettings)
     _add_setting_flags(train, TrainConfig)
     for name in ("evaluate", "predict"):
@@ -99,14 +104,65 @@ class _ProgressBar:
         self.stream.write("\n")
 
 
-def _train(args):
-    data_settings = _settings_from(args, DataSettings).validate()
-    config = _settings_from(args, TrainConfig).validate()
-    table = load_csv(args.data)
+# a branch continues the parent's model on the parent's windows: only how it trains may change
+_BRANCH_FIXED = ("model", "hidden_size", "num_layers", "dtype", "seed")
+
+
+def _given(argv, parser_flags) -> set[str]:
+    """The destinations of the flags the user typed (so a branch changes only those)."""
+    typed = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
+    return {dest for dest, flags in parser_flags.items() if typed & set(flags)}
+
+
+def _branch_settings(args, argv):
+    """(data settings, train config, snapshot, parent folder, data file) for ``train --resume RUN``."""
+    from rnnlab.weights_io import load_snapshots
+
+    parent = Path(args.resume)
+    if not (parent / "config.json").is_file():
+        raise DataError(f"{parent} is not a run folder written by 'python -m rnnlab train' (no config.json there).")
+    saved = json.loads((parent / "config.json").read_text())
+    flags = {f.name: ["--" + f.name.replace("_", "-")] for f in dataclasses.fields(TrainConfig)}
+    flags.update({f.name: ["--" + f.name.replace("_", "-")] for f in dataclasses.fields(DataSettings)})
+    flags["data"] = ["--data"]
+    given = _given(argv, flags)
+    changed_data = sorted(given & ({f.name for f in dataclasses.fields(DataSettings)} | {"data"}))
+    changed_model = sorted(name for name in given & set(_BRANCH_FIXED)
+                           if getattr(args, name) != saved["train"][name])
+    if changed_data or changed_model:
+        what = ", ".join("--" + n.replace("_", "-") for n in changed_data + changed_model)
+        raise DataError(f"A branch continues the same model on the same windows, so {what} cannot change: "
+                        "train a new run instead.")
+    train_values = {**saved["train"], **{name: getattr(args, name) for name in given if name in saved["train"]}}
+    config = TrainConfig.from_dict(train_values).validate()
+    data_settings = DataSettings(**{**saved["data"], "features": tuple(saved["data"]["features"])}).validate()
+    snapshots = load_snapshots(parent / "snapshots.npz")
+    epoch = args.from_epoch if args.from_epoch is not None else max(snapshots)
+    if epoch not in snapshots:
+        raise DataError(f"{parent} keeps snapshots of epochs {', '.join(map(str, sorted(snapshots)))}, not of "
+                        f"epoch {epoch}: choose one of them.")
+    if "epochs" not in given:
+        config = dataclasses.replace(config, epochs=max(config.epochs, epoch + 1))
+    return data_settings, config, snapshots[epoch], parent, saved.get("data_file", str(DEFAULT_DATA_PATH))
+
+
+def _train(args, argv=()):
+    snapshot, parent, data_file = None, None, args.data
+    if args.resume:
+        data_settings, config, snapshot, parent, data_file = _branch_settings(args, argv)
+    else:
+        if args.from_epoch is not None:
+            raise DataError("--from-epoch needs --resume RUN: the run folder to branch from.")
+        data_settings = _settings_from(args, DataSettings).validate()
+        config = _settings_from(args, TrainConfig).validate()
+    table = load_csv(data_file)
     prepared = prepare(table, **data_settings.prepare_kwargs())
     for line in prepared.notes + prepared.warnings:
         print(f"note: {line}", file=sys.stderr)
-    trainer = Trainer(config, prepared)
+    trainer = Trainer(config, prepared, resume=snapshot)
+    if snapshot is not None:
+        print(f"note: branching from {parent} at epoch {snapshot.epoch}; training on to epoch {config.epochs}.",
+              file=sys.stderr)
     bar = _ProgressBar(config.epochs)
     try:
         trainer.fit(threading.Event(), on_epoch=bar.update)
@@ -119,15 +175,20 @@ def _train(args):
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".npz"):
         save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics)
-    settings = {"data": prepared.settings().to_dict(), "train": config.to_dict()}
+    settings = {"data": prepared.settings().to_dict(), "train": config.to_dict(),
+                "data_file": str(Path(data_file).resolve())}
+    if snapshot is not None:
+        settings["branch_of"] = {"run": str(parent.resolve()), "epoch": snapshot.epoch}
     (out / "config.json").write_text(json.dumps(settings, indent=2))
+    (out / "snapshots.npz").write_bytes(snapshots_to_bytes(trainer.snapshots))
     history_frame(trainer.history).to_csv(out / "history.csv", index=False)
     (out / "metrics.json").write_text(json.dumps({"status": trainer.status, "message": trainer.message, **metrics},
                                                  indent=2))
     result.predictions[["date", "split", "actual", "predicted", "persistence"]].to_csv(
         out / "predictions.csv", index=False, date_format="%Y-%m-%d")
     print(result.table("test").round(3).to_string())
-    print(f"wrote {out}/: model.safetensors, model.npz, config.json, history.csv, metrics.json, predictions.csv")
+    print(f"wrote {out}/: model.safetensors, model.npz, config.json, snapshots.npz, history.csv, metrics.json, "
+          "predictions.csv")
 
 
 def _evaluate(args):
@@ -161,9 +222,13 @@ def _predict(args):
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command](args)
+        if args.command == "train":
+            _train(args, argv)
+        else:
+            {"evaluate": _evaluate, "predict": _predict}[args.command](args)
     except (DataError, WeightsError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

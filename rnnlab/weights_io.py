@@ -562,3 +562,72 @@ def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:
             notes.append(f"{count:,} of the {len(prepared.windows[split]['dates']):,} {split} days lie inside the "
                          f"days the model trained on ({span[0]} to {span[1]}): their scores are not a fair test.")
     return SavedRunScore(prepared, evaluate(run.model, prepared), notes, same_data, overlap)
+
+
+# -- snapshots: the per-epoch training state that rewinding and branching continue from ------------------------
+_SNAPSHOT_FORMAT = "rnnlab-snapshots"
+
+
+def snapshots_to_bytes(snapshots: dict) -> bytes:
+    """The snapshots of one run ({epoch: train.Snapshot}) as the bytes of an .npz file (no pickle).
+
+    Arrays are stored as ``e{epoch}/params/{name}``, ``e{epoch}/best/{name}`` and
+    ``e{epoch}/opt/{state}/{name}`` (Adam's m and v, SGD's velocity); everything else — optimizer
+    scalars, the generator state, best-epoch bookkeeping and the history, once — is one JSON member.
+    """
+    arrays, epochs = {}, {}
+    for epoch, snap in sorted(snapshots.items()):
+        for name, value in snap.params.items():
+            arrays[f"e{epoch}/params/{name}"] = value
+        for name, value in snap.best_params.items():
+            arrays[f"e{epoch}/best/{name}"] = value
+        scalars = {}
+        for key, value in snap.optimizer.items():
+            if isinstance(value, dict):
+                for name, array in value.items():
+                    arrays[f"e{epoch}/opt/{key}/{name}"] = array
+                scalars[key] = {"__arrays__": sorted(value)}
+            else:
+                scalars[key] = list(value) if isinstance(value, tuple) else value
+        epochs[str(epoch)] = {"optimizer": scalars, "rng_state": snap.rng_state, "best_epoch": snap.best_epoch,
+                              "best_val_loss": snap.best_val_loss, "epochs_without_gain": snap.epochs_without_gain}
+    last = snapshots[max(snapshots)] if snapshots else None
+    document = {"format": _SNAPSHOT_FORMAT, "epochs": epochs, "history": last.history if last else []}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, **{_NPZ_METADATA_KEY: np.array(json.dumps(document, allow_nan=True))})
+    return buffer.getvalue()
+
+
+def load_snapshots(path) -> dict:
+    """{epoch: train.Snapshot} from a file written by ``snapshots_to_bytes``; WeightsError otherwise."""
+    from rnnlab.train import Snapshot
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"There is no snapshots file at {path}: train the run again with this rnnlab to rewind it.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        document = json.loads(str(arrays.pop(_NPZ_METADATA_KEY)))
+        if document.get("format") != _SNAPSHOT_FORMAT:
+            raise ValueError
+        snapshots = {}
+        for key, info in document["epochs"].items():
+            epoch = int(key)
+
+            def group(kind, epoch=epoch):
+                prefix = f"e{epoch}/{kind}/"
+                return {name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)}
+
+            optimizer = {}
+            for name, value in info["optimizer"].items():
+                if isinstance(value, dict) and "__arrays__" in value:
+                    optimizer[name] = {param: arrays[f"e{epoch}/opt/{name}/{param}"] for param in value["__arrays__"]}
+                else:
+                    optimizer[name] = tuple(value) if name == "betas" else value
+            snapshots[epoch] = Snapshot(epoch, group("params"), optimizer, info["rng_state"], info["best_epoch"],
+                                        info["best_val_loss"], group("best"), info["epochs_without_gain"],
+                                        [dict(r) for r in document["history"][:epoch]])
+        return snapshots
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
+        raise WeightsError(f"{path.name} is not a snapshots file saved by rnnlab (or it is damaged).") from None

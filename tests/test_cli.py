@@ -84,3 +84,24 @@ def test_errors_are_one_line_exit_2_no_traceback(args, words):
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and words in lines[0]
+
+
+def test_a_branch_from_an_epoch_reproduces_the_parent_and_refuses_a_new_model(tmp_path):
+    parent = tmp_path / "parent"
+    done = _cli("train", "--hidden-size", "8", "--epochs", "4", "--patience", "0", "--out", str(parent))
+    assert done.returncode == 0, done.stderr
+    branch = tmp_path / "branch"
+    done = _cli("train", "--resume", str(parent), "--from-epoch", "2", "--out", str(branch))
+    assert done.returncode == 0, done.stderr
+    assert "branching from" in done.stderr and "at epoch 2" in done.stderr
+    same = [pd.read_csv(folder / "history.csv").drop(columns="seconds") for folder in (parent, branch)]
+    pd.testing.assert_frame_equal(*same)  # unchanged settings: the same later epochs, bit for bit
+    assert json.loads((branch / "config.json").read_text())["branch_of"]["epoch"] == 2
+    faster = _cli("train", "--resume", str(parent), "--from-epoch", "3", "--lr", "0.01", "--epochs", "5",
+                  "--out", str(tmp_path / "faster"))
+    assert faster.returncode == 0, faster.stderr
+    history = pd.read_csv(tmp_path / "faster" / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5] and list(history["lr"]) == [0.001] * 3 + [0.01] * 2
+    refused = _cli("train", "--resume", str(parent), "--hidden-size", "16", "--out", str(tmp_path / "no"))
+    assert refused.returncode == 2 and "--hidden-size cannot change" in refused.stderr
+    assert "Traceback" not in refused.stderr
