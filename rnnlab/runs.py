@@ -9,6 +9,7 @@ bounded, and so is the number of finished runs kept in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -46,6 +47,9 @@ class Run:
     batches_done: int = 0  # in the epoch in progress
     batches_per_epoch: int = 0
     best_epoch: int = 0
+    snapshots: dict = field(default_factory=dict)  # epoch -> train.Snapshot, for rewinding and branching
+    resume: object = None  # the Snapshot a branch starts from
+    parent_number: int | None = None  # the run a branch was made from (its number, not the run: it may be forgotten)
     model: object = None
     result: object = None  # EvaluationResult once finished
     started: float | None = None
@@ -77,6 +81,11 @@ class Run:
         if c.seed != defaults.seed:
             parts.append(f"seed {c.seed}")
         return " ".join(parts)
+
+    @property
+    def branch_text(self) -> str:
+        """'#1 at epoch 5' for a branch, '' for a run trained from scratch."""
+        return f"#{self.parent_number} at epoch {self.resume.epoch}" if self.parent_number is not None else ""
 
     @property
     def active(self) -> bool:
@@ -143,6 +152,7 @@ class Run:
         if self.result is not None:
             total += int(self.result.predictions.memory_usage(deep=True).sum())
         total += sum(len(blob) for blob in self._downloads.values())
+        total += sum(snapshot.nbytes for snapshot in self.snapshots.values())
         # an epoch record holds two floats per parameter, the per-step norms and a dozen scalars
         per_record = 8 * (2 * len(self.model.params) + self.prepared.lookback + 16) + 512 if self.model else 0
         return total + per_record * len(self.history)
@@ -159,7 +169,7 @@ class Run:
         with self.lock:
             status, epochs = self.status, len(self.history)
         row = {"run": self.label, "status": status, "test MSE": None, "skill vs persistence": None,
-               "epochs": epochs}
+               "epochs": epochs, "branch of": self.branch_text}
         if self.result is not None:
             test = self.result.table("test")
             row["test MSE"] = round(float(test.loc["model", "MSE"]), 3)
@@ -198,10 +208,11 @@ def split_comparable(runs: list[Run], reference: Run) -> tuple[list[Run], dict[s
 def _work(run: Run) -> None:
     """The worker: train, record each epoch under the lock, evaluate, never raise."""
     try:
-        trainer = Trainer(run.config, run.prepared)
+        trainer = Trainer(run.config, run.prepared, resume=run.resume)
         with run.lock:
             run.status, run.started = "running", time.time()
             run.model, run.batches_per_epoch = trainer.model, trainer.batches_per_epoch
+            run.history = list(trainer.history)  # a branch starts with its parent's epochs
         for record in trainer.iter_epochs(run.stop_event, on_batch=lambda done: setattr(run, "batches_done", done)):
             with run.lock:
                 run.history.append(record)
@@ -209,6 +220,7 @@ def _work(run: Run) -> None:
         result = evaluate(trainer.model, run.prepared) if trainer.history else None
         with run.lock:
             run.result, run.model, run.best_epoch = result, trainer.model, trainer.best_epoch
+            run.snapshots = trainer.snapshots
             run.batch_losses = list(trainer.batch_losses)
             run.status, run.message = trainer.status, trainer.message
     except Exception as error:  # a bug must end the run with a sentence, not kill the page
@@ -237,9 +249,26 @@ class RunRegistry:
     def new_owner() -> str:
         return secrets.token_urlsafe(16)
 
-    def start(self, owner: str, config: TrainConfig, prepared: PreparedData) -> Run:
-        """Start training in a new thread; CapacityError when the server is busy."""
+    def start(self, owner: str, config: TrainConfig, prepared: PreparedData, branch_of: Run | None = None,
+              from_epoch: int | None = None) -> Run:
+        """Start training in a new thread; CapacityError when the server is busy.
+
+        ``branch_of`` / ``from_epoch``: continue that run's snapshot of that epoch with ``config``'s
+        training settings (its model and data stay the parent's).
+        """
         config.validate()
+        resume = None
+        if branch_of is not None:
+            resume = branch_of.snapshots.get(from_epoch)
+            if resume is None:
+                raise CapacityError(f"{branch_of.label} keeps no snapshot of epoch {from_epoch}: pick one of "
+                                    f"{', '.join(map(str, sorted(branch_of.snapshots)))}.")
+            fixed = {name: getattr(branch_of.config, name) for name in ("model", "hidden_size", "num_layers",
+                                                                          "dtype", "seed")}
+            config = dataclasses.replace(config, **fixed)
+            prepared = branch_of.prepared
+            if config.epochs <= from_epoch:
+                config = dataclasses.replace(config, epochs=from_epoch + branch_of.config.epochs)
         with self._lock:
             active = [r for r in self._runs.values() if r.active]
             if any(r.owner == owner for r in active):
@@ -247,7 +276,8 @@ class RunRegistry:
             if len(active) >= self.max_active:
                 raise CapacityError(f"{len(active)} runs are training on this server already: try again in a minute.")
             number = 1 + max((r.number for r in self._runs.values() if r.owner == owner), default=0)
-            run = Run(secrets.token_urlsafe(16), owner, number, config, prepared)
+            run = Run(secrets.token_urlsafe(16), owner, number, config, prepared, resume=resume,
+                      parent_number=branch_of.number if branch_of is not None else None)
             self._runs[run.run_id] = run
             self._prune()
         run.thread = threading.Thread(target=_work, args=(run,), name=f"rnnlab-run-{number}", daemon=True)

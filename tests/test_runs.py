@@ -58,7 +58,7 @@ def test_a_failing_run_ends_with_a_sentence(seattle_prepared, monkeypatch):
     import rnnlab.runs
 
     class Exploding:
-        def __init__(self, *args):
+        def __init__(self, *args, **kwargs):
             raise MemoryError("no room for the weights")
 
     monkeypatch.setattr(rnnlab.runs, "Trainer", Exploding)
@@ -139,3 +139,20 @@ def test_the_verdict_warns_when_persistence_forecasts_better(seattle_prepared):
     _wait(good, timeout=60)
     level, sentence = good.verdict()
     assert (level == "info" and "better than persistence" in sentence) or (level == "success" and "beats every baseline" in sentence)
+
+
+def test_a_branch_is_a_new_run_that_continues_its_parent(seattle_prepared):
+    registry = RunRegistry()
+    owner = registry.new_owner()
+    parent = registry.start(owner, TrainConfig(hidden_size=4, epochs=4, patience=0), seattle_prepared)
+    _wait(parent)
+    assert sorted(parent.snapshots) == [1, 2, 3, 4]
+    same = registry.start(owner, TrainConfig(hidden_size=99, epochs=4, patience=0), seattle_prepared,
+                          branch_of=parent, from_epoch=2)
+    _wait(same)
+    assert same.config.hidden_size == 4  # the model is the parent's, whatever the sidebar says
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in same.history] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in parent.history]
+    assert same.settings_row()["branch of"] == "#1 at epoch 2" and same.number == 2
+    with pytest.raises(CapacityError, match="no snapshot of epoch 9"):
+        registry.start(owner, TrainConfig(), seattle_prepared, branch_of=parent, from_epoch=9)
