@@ -359,3 +359,94 @@ def scoreboard(metrics: pd.DataFrame, split: str) -> pd.DataFrame:
     table.columns = ["MSE", "RMSE", "MAE", "R²", "skill vs persistence"]
     table.index.name = "predictor"
     return table
+
+
+# ---------------------------------------------------------------------------------------------
+# The X-ray: gates, saturation, saliency (data from rnnlab.xray)
+# ---------------------------------------------------------------------------------------------
+def _lag_labels(lookback: int) -> list[str]:
+    """Window positions from the oldest day to the last: 't−6', …, 't−1', 't' (lag 0 is the last day)."""
+    return [f"t−{lookback - 1 - k}" if k < lookback - 1 else "t" for k in range(lookback)]
+
+
+def gates_figure(states: dict, layer: int, title: str = "") -> go.Figure:
+    """Heat maps over the window (x: day) and units (y) of every gate and state of one layer.
+
+    states: ``xray.gate_states`` output, names like 'layer0.i' → (lookback, hidden).
+    """
+    prefix = f"layer{layer}."
+    names = [name for name in states if name.startswith(prefix)]
+    if not names:
+        return _empty("Gates and states", "This layer has no recorded states.")
+    described = {"i": "input gate i", "f": "forget gate f", "g": "candidate g", "o": "output gate o",
+                 "r": "reset gate r", "z": "update gate z", "n": "candidate n", "c": "cell state c",
+                 "h": "hidden state h"}
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[described.get(n[len(prefix):], n) for n in names],
+                           horizontal_spacing=0.04, vertical_spacing=0.12)
+    for index, name in enumerate(names):
+        values = np.asarray(states[name])  # (lookback, hidden)
+        gate = name[len(prefix):]
+        sigmoid = gate in ("i", "f", "o", "r", "z")
+        limit = 1.0 if gate != "c" else float(max(1e-9, np.abs(values).max()))
+        figure.add_heatmap(z=values.T, x=_lag_labels(values.shape[0]), y=list(range(values.shape[1])),
+                           zmin=0.0 if sigmoid else -limit, zmax=1.0 if sigmoid else limit,
+                           colorscale="Viridis" if sigmoid else "RdBu", reversescale=not sigmoid,
+                           showscale=index in (0, len(names) - 1),
+                           colorbar=dict(len=0.45, y=0.78 if index == 0 else 0.22, title="0…1" if sigmoid else "−…+"),
+                           hovertemplate="day %{x}, unit %{y}: %{z:.3f}<extra>" + name + "</extra>",
+                           row=index // columns + 1, col=index % columns + 1)
+    figure.update_layout(title=title or f"Layer {layer + 1}: gates and states over the window",
+                         **{**_LAYOUT, "height": 260 * rows + 80, "hovermode": "closest"})
+    figure.update_yaxes(title_text="unit", col=1)
+    return figure
+
+
+def saturation_figure(saturation: pd.DataFrame) -> go.Figure:
+    """Per gate unit: share of steps left-saturated (< 0.1) against right-saturated (> 0.9).
+
+    saturation: ``xray.gate_saturation`` output (layer, gate, unit, left, right). Units near the
+    axes' far ends act as switches; units near the origin work in the gate's linear range.
+    """
+    if saturation.empty:
+        return _empty("Gate saturation", "A plain RNN has no gates.")
+    figure = go.Figure()
+    for index, ((layer, gate), rows) in enumerate(saturation.groupby(["layer", "gate"], sort=False)):
+        figure.add_scatter(x=rows["left"], y=rows["right"], mode="markers", name=f"{gate}, layer {layer + 1}",
+                           marker=dict(size=8, color=PALETTE[index % len(PALETTE)], opacity=0.8),
+                           customdata=rows["unit"],
+                           hovertemplate="unit %{customdata}: left %{x:.0%}, right %{y:.0%}<extra>%{fullData.name}</extra>")
+    figure.add_scatter(x=[0, 1], y=[1, 0], mode="lines", line=dict(color="#bbb", dash="dot"), showlegend=False,
+                       hoverinfo="skip")
+    figure.update_layout(title="Gate saturation over the test days (each point is one unit)",
+                         **{**_LAYOUT, "height": 460, "hovermode": "closest", "legend": _LEGEND_BELOW})
+    figure.update_xaxes(title_text="share of steps left-saturated (< 0.1)", range=[-0.02, 1.02], tickformat=".0%")
+    figure.update_yaxes(title_text="share of steps right-saturated (> 0.9)", range=[-0.02, 1.02], tickformat=".0%")
+    return figure
+
+
+def saliency_figure(values, features: list[str], title: str, signed: bool = True) -> go.Figure:
+    """A lag × feature heat map of attributions (signed: red adds to the forecast, blue takes away)."""
+    values = np.asarray(values, dtype=float)  # (lookback, F)
+    limit = float(max(1e-12, np.abs(values).max()))
+    figure = go.Figure()
+    figure.add_heatmap(z=values.T, x=_lag_labels(values.shape[0]), y=list(features),
+                       zmin=-limit if signed else 0.0, zmax=limit, colorscale="RdBu" if signed else "Reds",
+                       reversescale=signed, colorbar=dict(title="attribution"),
+                       hovertemplate="%{y} on day %{x}: %{z:.4f}<extra></extra>")
+    figure.update_layout(title=title, **{**_LAYOUT, "height": 140 + 45 * len(features), "hovermode": "closest"})
+    figure.update_xaxes(title_text="day in the lookback window")
+    return figure
+
+
+def occlusion_figure(changes, title: str = "Occlusion: forecast change when one day is replaced by the mean") -> go.Figure:
+    """Bars per day of the window: how much the forecast moves when that day's inputs are blanked."""
+    changes = np.asarray(changes, dtype=float)
+    figure = go.Figure()
+    figure.add_bar(x=_lag_labels(len(changes)), y=changes, marker_color=[COLORS["model"] if c >= 0 else COLORS["train"]
+                                                                          for c in changes])
+    figure.update_layout(title=title, **{**_LAYOUT, "height": 320})
+    figure.update_xaxes(title_text="day in the lookback window")
+    figure.update_yaxes(title_text="forecast change (scaled target)")
+    return figure

@@ -199,3 +199,21 @@ def test_batch_loss_without_any_finite_loss_is_a_placeholder():
     figure = figures.batch_loss_figure([float("nan")], 1, "Loss became nan in batch 1.")
     assert len(figure.data) == 0 and "Loss became nan in batch 1." in figure.layout.annotations[0].text
     assert len(figures.batch_loss_figure([], 2, "").data) == 0
+
+
+def test_xray_figures_draw_every_gate_unit_and_feature():
+    from rnnlab.figures import gates_figure, occlusion_figure, saliency_figure, saturation_figure
+
+    rng = np.random.default_rng(0)
+    states = {f"layer0.{g}": rng.uniform(size=(7, 5)) for g in "ifgoch"}
+    figure = gates_figure(states, 0, "Layer 1")
+    assert len(figure.data) == 6 and all(trace.z.shape == (5, 7) for trace in figure.data)
+    assert list(figure.data[0].x) == ["t−6", "t−5", "t−4", "t−3", "t−2", "t−1", "t"]
+    assert (figure.data[0].zmin, figure.data[0].zmax) == (0.0, 1.0)  # sigmoid gates share one 0…1 scale
+    saturation = pd.DataFrame({"layer": 0, "gate": ["i", "i", "f"], "unit": [0, 1, 0],
+                               "left": [0.5, 0.0, 0.1], "right": [0.2, 0.9, 0.0], "steps": 70})
+    assert [len(trace.x) for trace in saturation_figure(saturation).data[:2]] == [2, 1]
+    assert "no gates" in saturation_figure(saturation.iloc[:0]).layout.annotations[0].text
+    heat = saliency_figure(rng.normal(size=(7, 3)), ["a", "b", "c"], "IG").data[0]
+    assert list(heat.y) == ["a", "b", "c"] and heat.zmin == -heat.zmax
+    assert list(occlusion_figure([0.1, -0.2, 0.3]).data[0].y) == [0.1, -0.2, 0.3]
