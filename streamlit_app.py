@@ -11,10 +11,13 @@ browser only the fragment reruns while it polls.
 from __future__ import annotations
 
 import dataclasses
+import time
 
+import pandas as pd
 import streamlit as st
 
-from rnnlab import figures
+from rnnlab import figures, xray
+from rnnlab.evaluate import evaluate
 from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import DataError, WeightsError
 from rnnlab.figures import unit_of
@@ -25,7 +28,8 @@ from rnnlab.windows import prepare
 
 MAX_UPLOAD_MB = 10  # also server.maxUploadSize in .streamlit/config.toml
 POLL_SECONDS = 0.75  # the live panel redraws more than once a second without starving the training thread
-VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard"]
+VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard", "X-ray"]
+XRAY_PARTS = ["Gradient check", "Gates", "Saliency", "Rewind and branch"]
 EMBEDDED = "Embedded: Seattle 2012–2015"
 
 st.set_page_config(page_title="rnnlab · weather RNNs", page_icon="🌦️", layout="wide")
@@ -320,7 +324,9 @@ def draw_views(run, snap):
         st.plotly_chart(figures.gradient_figure(history, run.config.grad_clip), key="gradient_chart")
         st.plotly_chart(figures.gradient_flow_figure(history), key="flow_chart")
     elif run.result is None:
-        st.info(f"The {view.lower()} {'is' if view == 'Scoreboard' else 'are'} computed when the run ends.")
+        st.info(f"The {view.lower()} {'is' if view in ('Scoreboard', 'X-ray') else 'are'} computed when the run ends.")
+    elif view == "X-ray":
+        draw_xray(run)
     elif view == "Predictions":
         split = st.radio("Dates", ["test", "validation"], horizontal=True, key="prediction_split")
         st.plotly_chart(figures.predictions_figure(run.result.predictions, run.prepared.target, unit, split),
@@ -381,6 +387,117 @@ def draw_history(runs, run):
                     key="overlay_chart")
     for label, reason in left_out.items():
         st.caption(f"Left out {label}: it {reason}, so its validation MSE is not comparable with {reference.label}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The X-ray of a finished run: computed on demand, at any kept epoch, never while a run trains
+# ---------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=16, show_spinner=False)
+def model_at(run_id: str, epoch: int, _run):
+    """The shown run's model with the weights of ``epoch`` (its kept weights for the best epoch)."""
+    model = _run.model.copy()
+    if epoch != _run.best_epoch:
+        model.set_params(_run.snapshots[epoch].params)
+    return model
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def result_at(run_id: str, epoch: int, _run):
+    return _run.result if epoch == _run.best_epoch else evaluate(model_at(run_id, epoch, _run), _run.prepared)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Averaging attributions over the test days…")
+def mean_attribution_at(run_id: str, epoch: int, _run):
+    started = time.perf_counter()
+    values = xray.mean_abs_attribution(model_at(run_id, epoch, _run), _run.prepared.inputs("test"), steps=32)
+    return values, time.perf_counter() - started
+
+
+def draw_xray(run):
+    """Gradient check, gates, saliency, rewind and branch for the shown (finished) run."""
+    epochs = sorted(run.snapshots) or [run.best_epoch]
+    default = run.best_epoch if run.best_epoch in epochs else epochs[-1]
+    if st.session_state.get("xray_epoch") not in epochs:
+        st.session_state.xray_epoch = default
+    epoch = st.select_slider("Epoch", epochs, key="xray_epoch",
+                             format_func=lambda e: f"{e} (kept weights)" if e == run.best_epoch else str(e),
+                             help="Rewind: every view below shows the model as it was at the end of this epoch. "
+                                  "Snapshots are kept for every epoch, or evenly thinned for large models.")
+    model, result = model_at(run.run_id, epoch, run), result_at(run.run_id, epoch, run)
+    part = st.segmented_control("X-ray part", XRAY_PARTS, default="Gates", key="xray_part",
+                                label_visibility="collapsed") or "Gates"
+    prepared, unit = run.prepared, unit_of(run.prepared.target)
+    if part == "Gradient check":
+        st.caption("Central finite differences in float64 on 8 sampled entries of every parameter matrix, against "
+                   "the analytic BPTT gradient on a real training batch of 64 windows. Green: max relative error "
+                   "below 1e-6; amber: to 1e-4; red: above (the backward pass would be wrong).")
+        if st.button("Run the gradient check", key="gradcheck"):
+            index = list(range(min(64, prepared.count("train"))))
+            report = xray.gradient_check(model, prepared.inputs("train", index), prepared.targets("train", index))
+            lights = {"green": "🟢 green", "amber": "🟠 amber", "red": "🔴 red"}
+            table = report.assign(status=report["status"].map(lights))
+            st.dataframe(table[["param", "shape", "max_rel_error", "entries", "status"]].style.format(
+                {"max_rel_error": "{:.2e}"}), hide_index=True, key="gradcheck_table")
+            notes = set(report["note"].dropna()) - {""}
+            st.caption(f"Checked in {report['seconds'].sum():.2f} s. " + " ".join(notes))
+        return
+    if part == "Rewind and branch":
+        st.markdown(f"**Predictions at epoch {epoch}**, test days")
+        st.plotly_chart(figures.predictions_figure(result.predictions, prepared.target, unit, "test"),
+                        key="xray_predictions")
+        c = current_config()
+        st.caption(f"A branch continues {run.label} from epoch {epoch} with the sidebar's training settings "
+                   f"(learning rate {c.lr:g}, {c.optimizer}, clipping {c.grad_clip or 'off'}, "
+                   f"{max(c.epochs, epoch + 1)} epochs in all); the model and data stay this run's. "
+                   "With unchanged settings it reproduces this run's later epochs exactly.")
+        if st.button(f"Branch from epoch {epoch}", key="branch"):
+            try:
+                branch = registry.start(owner, c, run.prepared, branch_of=run, from_epoch=epoch)
+            except (CapacityError, DataError, ValueError) as error:
+                st.error(str(error))
+            else:
+                show(branch.run_id)
+                st.session_state.show_run = branch.run_id
+                st.rerun()
+        return
+    dates = list(result.predictions.loc[result.predictions["split"] == "test", "date"])
+    if "xray_day" not in st.session_state or st.session_state.xray_day not in dates:
+        st.session_state.xray_day = xray.worst_day(result.predictions)
+    day = st.selectbox("Day", dates, key="xray_day", format_func=lambda d: d.date().isoformat(),
+                       help="The test day whose forecast is explained (default: the worst-predicted day).")
+    split, index = xray.window_for_date(prepared, day, splits=("test",))
+    window = prepared.inputs(split, [index])[0]
+    row = result.predictions[(result.predictions["split"] == "test") & (result.predictions["date"] == day)].iloc[0]
+    st.caption(f"{pd.Timestamp(day).date()}: forecast {row['predicted']:.2f} {unit}, actual {row['actual']:.2f} {unit} "
+               f"(error {row['actual'] - row['predicted']:+.2f}).")
+    if part == "Gates":
+        states = xray.gate_states(model, window)
+        for layer in range(model.num_layers):
+            st.plotly_chart(figures.gates_figure(states, layer, f"Layer {layer + 1}: gates and states over the window "
+                                                               f"forecasting {pd.Timestamp(day).date()}"),
+                            key=f"gates_{layer}")
+        if model.kind != "rnn":
+            saturation = xray.gate_saturation(model, prepared.inputs("test"))
+            st.plotly_chart(figures.saturation_figure(saturation), key="saturation_chart")
+        return
+    attributions, completeness = xray.integrated_gradients(model, window, steps=64)
+    st.info("Saliency for time series is known to be unreliable on its own (Ismail et al., NeurIPS 2020, "
+            "\"Benchmarking Deep Learning Interpretability in Time Series Predictions\"): read it beside the "
+            "occlusion cross-check below, not as proof.")
+    st.plotly_chart(figures.saliency_figure(attributions, prepared.features,
+                                            f"Integrated gradients for {pd.Timestamp(day).date()} "
+                                            "(baseline: the training mean, zeros after scaling)"), key="ig_chart")
+    needed = completeness["steps_for_tolerance"]
+    st.caption(f"Completeness: the attributions sum to {completeness['sum_of_attributions']:.4f}; prediction − "
+               f"baseline prediction is {completeness['difference']:.4f} (scaled units), a gap of "
+               f"{100 * completeness['relative_gap']:.2f}% with {completeness['steps']} steps"
+               + (f"; {needed} steps already bring it under 1%." if needed else "."))
+    st.plotly_chart(figures.occlusion_figure(xray.occlusion(model, window)), key="occlusion_chart")
+    if st.toggle("Average over all test days", key="xray_mean"):
+        values, seconds = mean_attribution_at(run.run_id, epoch, run)
+        st.plotly_chart(figures.saliency_figure(values, prepared.features, "Mean |integrated gradient| over the "
+                                                "test days", signed=False), key="mean_ig_chart")
+        st.caption(f"Computed in {seconds:.1f} s over {prepared.count('test'):,} windows, 32 steps each.")
 
 
 polling = any(r.active for r in registry.runs_of(owner))

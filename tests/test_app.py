@@ -300,3 +300,35 @@ def test_uploaded_weights_are_scored_on_the_current_data_or_refused(page):
     page.file_uploader(key="weights_upload").set_value(("junk.npz", b"PK\x03\x04 not really a zip", "application/zip")).run()
     assert any("damaged" in e.value or "not a weights file" in e.value for e in page.error)
     assert not page.exception
+
+
+def test_every_xray_view_opens_on_a_finished_run_and_a_branch_continues_it(page):
+    _small(page, epochs=3)
+    page.slider(key="patience").set_value(0)
+    run = _train_until_done(page)
+    page.segmented_control(key="view").set_value("X-ray").run()
+    charts = {}
+    for part in ("Gates", "Saliency", "Gradient check", "Rewind and branch"):
+        page.segmented_control(key="xray_part").set_value(part).run()
+        assert not page.exception and not page.error, part
+        charts[part] = " ".join(c.proto.spec for c in page.get("plotly_chart"))
+    assert "input gate i" in charts["Gates"] and "Gate saturation" in charts["Gates"]
+    assert "Integrated gradients" in charts["Saliency"] and "Occlusion" in charts["Saliency"]
+    assert any("Ismail et al." in i.value for i in page.info) is False  # the note belongs to Saliency only
+    page.segmented_control(key="xray_part").set_value("Saliency").run()
+    assert any("Ismail et al." in i.value for i in page.info)
+    assert any("Completeness" in c.value and "gap of" in c.value for c in page.caption)
+    page.segmented_control(key="xray_part").set_value("Gradient check").run()
+    page.button(key="gradcheck").click().run()
+    report = _table_with(page, "max_rel_error")
+    assert list(report["param"]) == list(run.model.params) and set(report["status"]) == {"🟢 green"}
+    page.segmented_control(key="xray_part").set_value("Rewind and branch").run()
+    page.select_slider(key="xray_epoch").set_value(1).run()
+    assert "forecast vs actual" in " ".join(c.proto.spec for c in page.get("plotly_chart"))
+    page.button(key="branch").click().run()
+    branch = _current_run(page)
+    assert branch is not run and branch.branch_text == "#1 at epoch 1"
+    _wait_for_end(page, branch)
+    same = [{k: v for k, v in r.items() if k != "seconds"} for r in (run.history, branch.history)[0]]
+    assert same == [{k: v for k, v in r.items() if k != "seconds"} for r in branch.history]
+    assert list(_table_with(page, "run")["branch of"]) == ["", "#1 at epoch 1"]
