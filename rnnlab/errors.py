@@ -28,6 +28,25 @@ class NoNumericFeaturesError(DataError):
     pass
 
 
+class SeriesChoiceError(DataError):
+    """The file holds several series (stations, cities) and none was chosen.
+
+    column: the column naming the series; values: its values, in the file's order.
+    """
+
+    def __init__(self, message: str, column: str, values: list[str]):
+        super().__init__(message)
+        self.column, self.values = column, list(values)
+
+
+class FilterError(DataError):
+    """A --where filter names a column or a value the file does not have."""
+
+
+class TooLargeError(DataError):
+    """The file is larger (in bytes or columns) than rnnlab reads."""
+
+
 class TargetMissingError(DataError):
     pass
 
