@@ -1,8 +1,9 @@
-"""Command line: ``python -m rnnlab train | evaluate | predict``.
+"""Command line: ``python -m rnnlab train | evaluate | predict | inspect``.
 
     python -m rnnlab train --target temp_max --model lstm --epochs 30 --out runs/lstm
     python -m rnnlab evaluate --weights runs/lstm/model.safetensors --data data.csv
     python -m rnnlab predict --weights runs/lstm/model.safetensors --data data.csv
+    python -m rnnlab inspect --weights runs/lstm/model.safetensors --date 2015-06-30 --out runs/lstm/xray
 
 Every bad input ends with one line on stderr and exit code 2, never a traceback.
 """
@@ -16,8 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from rnnlab import xray
 from rnnlab.config import DataSettings, TrainConfig
 from rnnlab.errors import DataError, WeightsError
 from rnnlab.evaluate import evaluate, predict_split
@@ -84,6 +87,13 @@ def build_parser():
         sub.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded data)")
         if name == "predict":
             sub.add_argument("--out", default=None, help="write the predictions CSV here instead of to stdout")
+    inspect = commands.add_parser("inspect", help="X-ray a saved run on one day: gradient check, gates and "
+                                                  "states, integrated-gradients saliency")
+    inspect.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
+    inspect.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded data)")
+    inspect.add_argument("--date", default=None, metavar="YYYY-MM-DD",
+                         help="the forecast day to look at (default: the worst-predicted test day)")
+    inspect.add_argument("--out", required=True, help="folder to write gradcheck.csv, gates.npz and saliency.csv to")
     return parser
 
 
@@ -221,6 +231,49 @@ def _predict(args):
     predictions.to_csv(target, index=False, date_format="%Y-%m-%d")
 
 
+def _inspect(args):
+    run = load_run(args.weights)
+    score = evaluate_saved_run(run, load_csv(args.data))
+    for note in score.notes:
+        print(f"note: {note}", file=sys.stderr)
+    prepared, model = score.prepared, run.model
+    if args.date is None:
+        date = xray.worst_day(score.result.predictions)
+    else:
+        try:
+            date = pd.Timestamp(args.date)
+        except ValueError:
+            raise ValueError(f"--date must be a day like 2015-06-30, not {args.date!r}.") from None
+    split, index = xray.window_for_date(prepared, date)
+    x_window = prepared.inputs(split, index)[0]
+    batch = slice(0, int(run.config.get("batch_size", 64)))  # the first training batch: real data, real size
+    gradcheck = xray.gradient_check(model, prepared.inputs("train", batch), prepared.targets("train", batch))
+    attributions, completeness = xray.integrated_gradients(model, x_window)
+    occluded = xray.occlusion(model, x_window, by="cell")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gradcheck.to_csv(out / "gradcheck.csv", index=False)
+    np.savez(out / "gates.npz", **xray.gate_states(model, x_window))
+    # in the target's own units: differences of scaled predictions times the target's scale
+    saliency = xray.attribution_table(attributions * prepared.target_scale, prepared.features)
+    saliency["occlusion"] = (occluded * prepared.target_scale).ravel()
+    saliency.to_csv(out / "saliency.csv", index=False)
+
+    day = pd.Timestamp(prepared.windows[split]["dates"][index])
+    scale = prepared.target_scale
+    print(f"{day:%Y-%m-%d} ({split}): {prepared.target} actual {prepared.windows[split]['actual'][index]:.1f}, "
+          f"predicted {prepared.inverse_target(completeness['prediction']):.1f}")
+    worst = gradcheck.loc[gradcheck["max_rel_error"].idxmax()]
+    print(f"gradient check: {worst['status']}, largest relative error {worst['max_rel_error']:.1e} ({worst['param']}), "
+          f"{gradcheck.attrs['seconds']:.2f} s" + (f"; {gradcheck.attrs['note']}" if gradcheck.attrs["note"] else ""))
+    steps_for = completeness["steps_for_tolerance"]
+    print(f"integrated gradients against the training mean, {completeness['steps']} steps: attributions sum to "
+          f"{completeness['sum_of_attributions'] * scale:+.3f}, prediction − baseline prediction is "
+          f"{completeness['difference'] * scale:+.3f}: completeness gap {completeness['relative_gap']:.3%}"
+          + (f" ({steps_for} steps bring it below 1%)" if steps_for else " (no step count up to 4096 brings it below 1%)"))
+    print(f"wrote {out}/: gradcheck.csv, gates.npz, saliency.csv")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -228,7 +281,7 @@ def main(argv=None) -> int:
         if args.command == "train":
             _train(args, argv)
         else:
-            {"evaluate": _evaluate, "predict": _predict}[args.command](args)
+            {"evaluate": _evaluate, "predict": _predict, "inspect": _inspect}[args.command](args)
     except (DataError, WeightsError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
