@@ -24,7 +24,7 @@ from rnnlab import xray
 from rnnlab.config import DataSettings, TrainConfig
 from rnnlab.errors import DataError, WeightsError
 from rnnlab.evaluate import evaluate, predict_split
-from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
+from rnnlab.tables import DEFAULT_DATA_PATH, RESAMPLE_CHOICES, load_csv
 from rnnlab.train import Trainer, history_frame
 from rnnlab.weights_io import evaluate_saved_run, load_run, save_run, snapshots_to_bytes
 from rnnlab.windows import latest_window, prepare
@@ -68,6 +68,37 @@ def _settings_from(args, settings_class):
     return settings_class(**{f.name: getattr(args, f.name) for f in dataclasses.fields(settings_class)})
 
 
+def _parse_where(text: str) -> tuple[str, str]:
+    column, equals, value = text.partition("=")
+    if not equals or not column.strip():
+        raise argparse.ArgumentTypeError(f"give a column and a value like NAME=OSLO, not {text!r}")
+    return column.strip(), value.strip()
+
+
+def _add_load_flags(parser):
+    """How the data file is read: which series, whether sub-daily rows become days, the date format."""
+    parser.add_argument("--where", type=_parse_where, action="append", default=[], metavar="COLUMN=VALUE",
+                        help="keep only the rows where COLUMN reads VALUE: one station or city of a file holding "
+                             "several (repeat for more conditions)")
+    parser.add_argument("--resample", choices=RESAMPLE_CHOICES, default="daily",
+                        help="daily: aggregate hourly or 10-minute rows to days (mean; sum for precipitation; max/min "
+                             "where the name says so); none: keep the file's own step (default daily)")
+    parser.add_argument("--date-format", default=None, metavar="FORMAT",
+                        help="read the dates this way (like DD/MM/YYYY or %%d/%%m/%%Y) instead of the guessed format")
+
+
+def _load_options(args) -> dict:
+    return {"where": dict(args.where) or None, "resample": args.resample, "date_format": args.date_format}
+
+
+def _load(data_file, options: dict):
+    """The table, after printing what the loader found (header, dates, step, series, markers) as notes."""
+    table = load_csv(data_file, **options)
+    for line in table.summary_lines():
+        print(f"note: {line}", file=sys.stderr)
+    return table
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m rnnlab", description="Recurrent networks on weather data.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,18 +110,21 @@ def build_parser():
                             "with the same model and data, and any training setting given here changed")
     train.add_argument("--from-epoch", type=int, default=None, metavar="K",
                        help="with --resume: the epoch to continue from (default: the run's last snapshot)")
+    _add_load_flags(train)
     _add_setting_flags(train, DataSettings)
     _add_setting_flags(train, TrainConfig)
     for name in ("evaluate", "predict"):
         sub = commands.add_parser(name, help=f"{name} a saved run on a CSV")
         sub.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
         sub.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded data)")
+        _add_load_flags(sub)
         if name == "predict":
             sub.add_argument("--out", default=None, help="write the predictions CSV here instead of to stdout")
     inspect = commands.add_parser("inspect", help="X-ray a saved run on one day: gradient check, gates and "
                                                   "states, integrated-gradients saliency")
     inspect.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
     inspect.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded data)")
+    _add_load_flags(inspect)
     inspect.add_argument("--date", default=None, metavar="YYYY-MM-DD",
                          help="the forecast day to look at (default: the worst-predicted test day)")
     inspect.add_argument("--out", required=True, help="folder to write gradcheck.csv, gates.npz and saliency.csv to")
@@ -165,7 +199,10 @@ def _train(args, argv=()):
             raise DataError("--from-epoch needs --resume RUN: the run folder to branch from.")
         data_settings = _settings_from(args, DataSettings).validate()
         config = _settings_from(args, TrainConfig).validate()
-    table = load_csv(data_file)
+    load_options = _load_options(args)
+    if args.resume:  # a branch reads its data as the parent run did
+        load_options = json.loads((parent / "config.json").read_text()).get("load", load_options)
+    table = _load(data_file, load_options)
     prepared = prepare(table, **data_settings.prepare_kwargs())
     for line in prepared.notes + prepared.warnings:
         print(f"note: {line}", file=sys.stderr)
@@ -186,7 +223,7 @@ def _train(args, argv=()):
     for suffix in (".safetensors", ".npz"):
         save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics)
     settings = {"data": prepared.settings().to_dict(), "train": config.to_dict(),
-                "data_file": str(Path(data_file).resolve())}
+                "data_file": str(Path(data_file).resolve()), "load": load_options}
     if snapshot is not None:
         settings["branch_of"] = {"run": str(parent.resolve()), "epoch": snapshot.epoch}
     (out / "config.json").write_text(json.dumps(settings, indent=2))
@@ -202,7 +239,7 @@ def _train(args, argv=()):
 
 
 def _evaluate(args):
-    score = evaluate_saved_run(load_run(args.weights), load_csv(args.data))
+    score = evaluate_saved_run(load_run(args.weights), _load(args.data, _load_options(args)))
     for note in score.notes:
         print(f"note: {note}", file=sys.stderr)
     for split in ("validation", "test"):
@@ -211,7 +248,7 @@ def _evaluate(args):
 
 
 def _predict(args):
-    run, table = load_run(args.weights), load_csv(args.data)
+    run, table = load_run(args.weights), _load(args.data, _load_options(args))
     score = evaluate_saved_run(run, table)
     for note in score.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -233,7 +270,7 @@ def _predict(args):
 
 def _inspect(args):
     run = load_run(args.weights)
-    score = evaluate_saved_run(run, load_csv(args.data))
+    score = evaluate_saved_run(run, _load(args.data, _load_options(args)))
     for note in score.notes:
         print(f"note: {note}", file=sys.stderr)
     prepared, model = score.prepared, run.model
