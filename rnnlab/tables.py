@@ -107,7 +107,7 @@ class LoadReport:
             for column, how in self.aggregation.items():
                 by_kind.setdefault(how, []).append(column)
             parts = "; ".join(f"{how} of {', '.join(columns)}" for how, columns in by_kind.items())
-            out.append(f"Aggregated the {self.native_step} rows to one a day: {parts}.")
+            out.append(f"Aggregated the rows (one every {self.native_step}) to one a day: {parts}.")
         if self.series_column:
             chosen = self.chosen_series.get(self.series_column)
             out.append(f"{len(self.series_values)} series in column {self.series_column} "
@@ -145,7 +145,7 @@ def _shown(marker: str) -> str:
 
 
 def _listing(values, most: int = 8) -> str:
-    shown = ", ".join(str(v) for v in values[:most])
+    shown = ", ".join(f"'{v}'" if "," in str(v) else str(v) for v in values[:most])
     return shown + (f" and {len(values) - most:,} more" if len(values) > most else "")
 
 
@@ -542,6 +542,9 @@ def _filter_rows(raw: pd.DataFrame, where: dict, source_name: str, report: LoadR
         if not keep.fillna(False).any():
             values = list(dict.fromkeys(cells.dropna()))
             raise FilterError(f"No row of {source_name} has {matches[0]}={wanted}; its values are: {_listing(values)}.")
+        values = list(dict.fromkeys(cells.dropna()))
+        if 2 <= len(values) <= MAX_SERIES and report.series_column is None:
+            report.series_column, report.series_values = str(matches[0]), values
         raw = raw.loc[keep.fillna(False).to_numpy()]
         report.chosen_series[str(matches[0])] = wanted
     return raw
@@ -665,9 +668,9 @@ def load_csv(source, name: str | None = None, *, where: dict | None = None, resa
         report.series_column, report.series_values = str(column), values
         raise SeriesChoiceError(
             f"{source_name} holds {len(values)} series in column {column} ({_listing(values)}): choose one, "
-            f"e.g. --where {column}={values[0]} on the command line or the Series box in the app.", str(column), values)
+            f"e.g. --where '{column}={values[0]}' on the command line or the Series box in the app.", str(column), values)
     for column in report.chosen_series:
-        report.ignored[column] = "chose the rows"
+        report.ignored[column] = "the series column" if column == report.series_column else "chose the rows"
 
     # clean every other column: numbers, markers, flags, yes/no; text and row numbers are left out
     columns, ignored_text = {}, []
