@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,8 +27,19 @@ KNOWN_UNITS = {"temp_max": "°C", "temp_min": "°C", "precipitation": "mm", "win
                "tmax": "°F", "tmin": "°F", "rain": "in", "tmax_tomorrow": "°F"}
 
 
+# how units are written in headers, as an axis shows them: "T (degC)" -> °C
+HEADER_UNITS = {"degc": "°C", "deg c": "°C", "c": "°C", "°c": "°C", "degf": "°F", "deg f": "°F", "f": "°F",
+                "°f": "°F", "millibars": "mbar", "percent": "%"}
+_HEADER_UNIT = re.compile(r"[(\[]\s*([^()\[\]]{1,20}?)\s*[)\]](?:\.\d+)?\s*$")
+
+
 def unit_of(column: str) -> str:
-    """The unit of a known column ('' when unknown), for axis titles."""
+    """The unit of a column for axis titles: the one its own header gives ("T (degC)", "rain [mm]"),
+    else a known column's, else ''."""
+    written = _HEADER_UNIT.search(str(column))
+    if written:
+        unit = written.group(1)
+        return HEADER_UNITS.get(unit.lower(), unit)
     return KNOWN_UNITS.get(column, "")
 
 
