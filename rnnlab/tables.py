@@ -88,6 +88,7 @@ class LoadReport:
     renamed: dict[str, str] = field(default_factory=dict)
     trailing_text_rows: int = 0
     trailing_delimiter: bool = False
+    sub_daily: bool = False  # rows closer than a day apart (so resampling is a choice)
 
     def lines(self) -> list[str]:
         out = []
@@ -709,6 +710,7 @@ def load_csv(source, name: str | None = None, *, where: dict | None = None, resa
                                  and (pd.DatetimeIndex(dates).day == 1).all())
     native_name = _step_name(pd.Series(np.diff(ordered)).mode().iloc[0] if len(ordered) > 1 else native)[0]
     report.native_step = "1 month" if monthly else native_name
+    report.sub_daily = bool(sub_daily)
 
     if sub_daily:
         duplicated = stamps[stamps.duplicated()]
