@@ -19,10 +19,10 @@ import streamlit as st
 from rnnlab import figures, xray
 from rnnlab.evaluate import evaluate
 from rnnlab.config import DataSettings, TrainConfig, spec
-from rnnlab.errors import DataError, WeightsError
+from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry, split_comparable
-from rnnlab.tables import DEFAULT_DATA_PATH, default_target, load_csv
+from rnnlab.tables import DATE_FORMATS, DEFAULT_DATA_PATH, default_target, load_csv
 from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
 
@@ -44,21 +44,23 @@ def embedded_bytes() -> bytes:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_table(raw: bytes, name: str):
-    return load_csv(raw, name=name)
+def cached_table(raw: bytes, name: str, load: dict | None = None):
+    """load: load_csv's options (where, resample, date_format) chosen in the Data section."""
+    return load_csv(raw, name=name, **(load or {}))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_prepared(raw: bytes, name: str, target: str, features: tuple | None, lookback: int, horizon: int):
+def cached_prepared(raw: bytes, name: str, target: str, features: tuple | None, lookback: int, horizon: int,
+                    load: dict | None = None):
     """One shared, never-mutated prepared data set per data and settings: runs hold it, not copies."""
-    return prepare(cached_table(raw, name), target=target, features=list(features) if features else None,
+    return prepare(cached_table(raw, name, load), target=target, features=list(features) if features else None,
                    lookback=lookback, horizon=horizon)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_series_figure(raw: bytes, name: str, column: str):
+def cached_series_figure(raw: bytes, name: str, column: str, load: dict | None = None):
     """The preview chart changes only with the data and the column; building it costs ~25 ms of Python."""
-    return figures.series_figure(cached_table(raw, name).frame, column, unit_of(column))
+    return figures.series_figure(cached_table(raw, name, load).frame, column, unit_of(column))
 
 
 # ---------------------------------------------------------------------------------------------
