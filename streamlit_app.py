@@ -31,6 +31,7 @@ POLL_SECONDS = 0.75  # the live panel redraws more than once a second without st
 VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard", "X-ray"]
 XRAY_PARTS = ["Gradient check", "Gates", "Saliency", "Rewind and branch"]
 EMBEDDED = "Embedded: Seattle 2012–2015"
+AUTOMATIC = "automatic"  # the date format the loader finds
 
 st.set_page_config(page_title="rnnlab · weather RNNs", page_icon="🌦️", layout="wide")
 
@@ -145,10 +146,12 @@ with data_box:
     if source == EMBEDDED:
         raw, name = embedded_bytes(), DEFAULT_DATA_PATH.name
     else:
-        st.caption("A CSV with a header row, one row per day, a date column (like 2015-12-31 or 31/12/2015) "
-                   "and numeric columns such as temperatures or rain. Text columns are ignored; missing values "
-                   f"are filled from the previous day. Up to {MAX_UPLOAD_MB} MB.")
-        upload = st.file_uploader("Daily weather CSV", type=["csv"], key="csv_upload")
+        st.caption("A weather table as services export it (CSV, or a station .txt aligned with spaces): a header "
+                   "row (a preamble above it is skipped), dates in one column or as year/month/day columns, and "
+                   "numeric columns such as temperatures or rain. Hourly rows become days unless you keep them; "
+                   "markers like NA, --- or 9999.9 are read as missing and filled from the previous row. "
+                   f"Up to {MAX_UPLOAD_MB} MB.")
+        upload = st.file_uploader("Weather table", type=["csv", "txt"], key="csv_upload")
         if upload is None:
             data_problem = "Upload a CSV to train on it, or switch back to the embedded data."
             st.info(data_problem)
@@ -157,12 +160,43 @@ with data_box:
             st.error(data_problem)
         else:
             raw, name = upload.getvalue(), upload.name
+    load = None
     if raw is not None:
+        # the user's choices for this file: which series, whether sub-daily rows become days, the date format
+        series_key, resample_key, format_key = f"series::{name}", f"resample::{name}", f"date_format::{name}"
+        series_column = st.session_state.get(f"series_column::{name}")
+        chosen_format = st.session_state.get(format_key, AUTOMATIC)
+        load = {"resample": st.session_state.get(resample_key, "daily"),
+                "date_format": None if chosen_format == AUTOMATIC else chosen_format,
+                "where": {series_column: st.session_state[series_key]}
+                if series_column and st.session_state.get(series_key) else None}
         try:
-            table = cached_table(raw, name)
+            try:
+                table = cached_table(raw, name, load)
+            except SeriesChoiceError as choice:
+                # several stations or cities: show the first until the user picks another in the Series box
+                st.session_state[f"series_column::{name}"] = choice.column
+                if st.session_state.get(series_key) not in choice.values:
+                    st.session_state[series_key] = choice.values[0]
+                load["where"] = {choice.column: st.session_state[series_key]}
+                table = cached_table(raw, name, load)
         except DataError as error:
             data_problem = str(error)
             st.error(data_problem)
+        report = table.report if table is not None else None
+        pick_series, pick_resample, pick_format = st.columns(3)
+        if report is not None and report.series_column and len(report.series_values) > 1:
+            pick_series.selectbox(f"Series ({report.series_column})", report.series_values, key=series_key,
+                                  help=f"The file holds {len(report.series_values)} series in column "
+                                       f"{report.series_column}; the model learns one.")
+        if (report is not None and report.sub_daily) or resample_key in st.session_state:
+            pick_resample.radio("Rows", ["daily", "none"], key=resample_key, horizontal=True,
+                                format_func={"daily": "aggregate to days", "none": "keep the file's step"}.get,
+                                help="Hourly or 10-minute rows are averaged to days (summed for precipitation, max "
+                                     "and min where the name says so); or keep the file's own step.")
+        pick_format.selectbox("Date format", [AUTOMATIC] + [label for label, _ in DATE_FORMATS], key=format_key,
+                              help="How the dates are written; automatic finds the one format every date fits"
+                                   + (f" (here {report.date_format})." if report is not None else "."))
     if table is not None:
         summary = table.summary()
         cells = st.columns(5)
@@ -170,7 +204,10 @@ with data_box:
         cells[1].metric("From", summary["first_date"])
         cells[2].metric("To", summary["last_date"])
         cells[3].metric("Values filled", summary["values_filled"])
-        cells[4].metric("Missing days", f"{summary['missing_days']:,}")
+        missing_label = {"day": "Missing days", "hour": "Missing hours", "month": "Missing months"}
+        cells[4].metric(missing_label.get(summary["step_unit"], "Missing steps"), f"{summary['missing_days']:,}")
+        with st.container(border=True, key="loader_summary"):
+            st.markdown("**What the loader found**\n" + "\n".join(f"- {line}" for line in table.summary_lines()))
         for note in table.notes:
             st.caption(note)
         with st.expander("Preview the table"):
@@ -189,9 +226,10 @@ with data_box:
         features = pick_features.multiselect(
             "Features (empty = every usable column that does not leak the target)", columns, key=features_key,
             help=spec(DataSettings, "features")["help"])
-        st.plotly_chart(cached_series_figure(raw, name, target), key="series_chart")
+        st.plotly_chart(cached_series_figure(raw, name, target, load), key="series_chart")
         try:
-            prepared = cached_prepared(raw, name, target, tuple(features) or None, st.session_state.lookback, horizon)
+            prepared = cached_prepared(raw, name, target, tuple(features) or None, st.session_state.lookback, horizon,
+                                       load)
             for warning in prepared.warnings:
                 st.warning(warning)
             for note in prepared.notes[len(table.notes):]:
