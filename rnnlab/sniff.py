@@ -174,15 +174,19 @@ def find_layout(text: str) -> Layout | None:
         _, _, delimiter, (header_line, units_line, width, trailing) = max(found)
         names = _split(_without_hash(lines[header_line]), delimiter)
         units = _split(lines[units_line], delimiter) if units_line is not None else None
-        return Layout(delimiter, header_line, (units_line if units_line is not None else header_line) + 1,
-                      names, units, None, trailing, lines[header_line].lstrip().startswith("#"))
+        data_line = (units_line if units_line is not None else header_line) + 1
+        if not trailing and len(names) > 1 and names[-1] == "" and all(
+                _split(line, delimiter)[-1:] == [""] for line in lines[data_line:data_line + FOLLOW_ROWS] if line.strip()):
+            names, trailing = names[:-1], True  # the header ends with the delimiter too
+        return Layout(delimiter, header_line, data_line, names, units, None, trailing,
+                      lines[header_line].lstrip().startswith("#"))
     header = _find_header(lines, None)
     if header is None:
         return None
     header_line, units_line, width, _ = header
     data_line = (units_line if units_line is not None else header_line) + 1
     data_rows = [i for i in range(data_line, len(lines)) if len(lines[i].split()) == width]
-    colspecs = _colspecs(lines, data_rows + [header_line], width)
+    colspecs = _colspecs(lines, data_rows + [header_line] + ([units_line] if units_line is not None else []), width)
     names = lines[header_line].split()
     if colspecs is not None:
         names = [_without_hash(lines[header_line])[a:b].strip() for a, b in colspecs] if len(names) != width else names
