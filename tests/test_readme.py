@@ -191,6 +191,19 @@ def _check_cli_output(line: str, done, workdir: Path) -> None:
         assert promised and all(name in written for name in promised), f"{line} wrote {written}"
         if "--epochs" in words:
             assert len(pd.read_csv(out / "history.csv")) <= int(_option(words, "--epochs"))
+        if "--resume" in words:
+            parent = pd.read_csv(workdir / _option(words, "--resume") / "history.csv")
+            branch = pd.read_csv(out / "history.csv")
+            start = int(_option(words, "--from-epoch"))
+            # "continues RUN from the end of epoch K": the first K epochs are the parent's
+            pd.testing.assert_frame_equal(branch.iloc[:start].drop(columns="seconds"),
+                                          parent.iloc[:start].drop(columns="seconds"))
+            assert "branching from" in done.stderr
+    elif command == "inspect":
+        out = workdir / _option(words, "--out")
+        promised = [name for name in _backticked_after("worst-predicted test day):", "\n\n") if name.endswith((".csv", ".npz"))]
+        assert promised and all((out / name).is_file() for name in promised), line
+        assert "completeness" in done.stdout.lower()
     elif command == "evaluate":
         baselines = re.findall(r"^- \*\*([\w ]+)\*\*:", README, re.MULTILINE)
         assert baselines, "the README lists the scoreboard's baselines"
