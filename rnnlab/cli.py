@@ -105,6 +105,9 @@ def build_parser():
     train = commands.add_parser("train", help="train a model and write weights, history, metrics and predictions")
     train.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded Seattle data)")
     train.add_argument("--out", default="runs/latest", help="folder to write the results to")
+    train.add_argument("--store", default=None, metavar="DIR",
+                       help="the run store to add the run to, written every epoch (default $RNNLAB_STORE, else ./runs)")
+    train.add_argument("--name", default="", metavar="TEXT", help="a name for the run, shown in the run history")
     train.add_argument("--resume", default=None, metavar="RUN",
                        help="branch from a run folder written by 'train': continue its training from --from-epoch "
                             "with the same model and data, and any training setting given here changed")
@@ -190,6 +193,26 @@ def _branch_settings(args, argv):
     return data_settings, config, snapshots[epoch], parent, saved.get("data_file", str(DEFAULT_DATA_PATH))
 
 
+def _store_writer(args, prepared, config, data_file, load_options, snapshot, parent):
+    """The run's folder in the store, written every epoch so that a killed run keeps its finished epochs."""
+    from rnnlab.store import create_run
+
+    settings = {"data": prepared.settings().to_dict(), "train": config.to_dict(),
+                "data_file": str(Path(data_file).resolve()), "load": load_options}
+    branch_of = {"run": str(parent.resolve()), "epoch": snapshot.epoch} if snapshot is not None else None
+    writer = create_run(args.store, settings, name=args.name, branch_of=branch_of)
+    writer.started(history=snapshot.history if snapshot is not None else None)
+    return writer
+
+
+def _store_finish(writer, out, trainer):
+    """Copy what ``--out`` received into the store's run folder and mark the run finished."""
+    from rnnlab.store import artifacts_from_folder
+
+    writer.finish(artifacts_from_folder(out, trainer.status, trainer.message, trainer.history, trainer.best_epoch))
+    print(f"stored as run {writer.run_id} in {writer.path.parent}/")
+
+
 def _train(args, argv=()):
     snapshot, parent, data_file = None, None, args.data
     if args.resume:
@@ -207,12 +230,16 @@ def _train(args, argv=()):
     for line in prepared.notes + prepared.warnings:
         print(f"note: {line}", file=sys.stderr)
     trainer = Trainer(config, prepared, resume=snapshot)
+    writer = _store_writer(args, prepared, config, data_file, load_options, snapshot, parent)
     if snapshot is not None:
         print(f"note: branching from {parent} at epoch {snapshot.epoch}; training on to epoch {config.epochs}.",
               file=sys.stderr)
     bar = _ProgressBar(config.epochs)
     try:
-        trainer.fit(threading.Event(), on_epoch=bar.update)
+        trainer.fit(threading.Event(), on_epoch=lambda record: (bar.update(record), writer.epoch(record)))
+    except Exception as error:
+        writer.fail(f"Training failed: {error}")
+        raise
     finally:
         bar.close()
     print(trainer.message, file=sys.stderr)
@@ -236,6 +263,7 @@ def _train(args, argv=()):
     print(result.table("test").round(3).to_string())
     print(f"wrote {out}/: model.safetensors, model.npz, config.json, snapshots.npz, history.csv, metrics.json, "
           "predictions.csv")
+    _store_finish(writer, out, trainer)
 
 
 def _evaluate(args):
