@@ -272,6 +272,8 @@ def _format_for(date_format: str) -> tuple[str, str]:
 
 def _split_offsets(cells: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     """Cells without a trailing UTC offset, and the offsets as timedeltas (None when the cells have none)."""
+    if cells.iloc[:200].str.match(_OFFSET).mean() < 0.9:
+        return cells, None  # judged on a sample first: the full extraction costs seconds on a big column
     parts = cells.str.extract(_OFFSET)
     if parts[0].notna().mean() < 0.9:
         return cells, None
@@ -430,8 +432,8 @@ def _read_table(text: str, source_name: str, report: LoadReport) -> pd.DataFrame
     report.trailing_delimiter = layout.trailing_delimiter
     names = _names(layout, report, width)
     if layout.delimiter is None:
-        rows, report.trailing_text_rows = split_fixed_width(text, layout)
-        return pd.DataFrame(rows, columns=names, dtype=object)
+        cells, report.trailing_text_rows = split_fixed_width(text, layout)
+        return pd.DataFrame({name: cells[i] for i, name in enumerate(names)})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -485,10 +487,14 @@ def _clean_column(values: pd.Series) -> _Column:
         numbers = pd.to_numeric(cells, errors="coerce")
         unread = cells[numbers.isna()]
         if len(unread):
-            glued = unread.str.extract(_FLAGGED)
-            flagged = glued[0].notna()
-            numbers.loc[glued.index[flagged]] = pd.to_numeric(glued.loc[flagged, 0])
-            flags = _counts(glued.loc[flagged, 1])
+            # each distinct cell once: a flagged column repeats the same few hundred cells many times
+            distinct = pd.Series(unread.unique()).astype(object)
+            glued = distinct.str.extract(_FLAGGED)
+            glued.index = distinct
+            number, flag = unread.map(glued[0]), unread.map(glued[1])
+            flagged = number.notna()
+            numbers.loc[number.index[flagged]] = pd.to_numeric(number[flagged])
+            flags = _counts(flag[flagged])
             unread = unread[~flagged.to_numpy()]
         if len(cells) == 0 or len(unread) > 0.1 * len(cells):
             return _Column(None, {}, {})

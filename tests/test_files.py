@@ -2,6 +2,7 @@
 trained end to end through the CLI, the loader's findings checked, and the app's series and
 resampling choices driven with AppTest."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from rnnlab import errors
 from rnnlab.cli import main
+from rnnlab.config import DataSettings
 from rnnlab.figures import unit_of
 from rnnlab.runs import shared_registry
 from rnnlab.sniff import MAX_LINE_CHARS
@@ -18,6 +20,9 @@ from rnnlab.tables import MAX_COLUMNS, load_csv
 from rnnlab.windows import prepare
 
 FILES = Path(__file__).resolve().parent / "files"
+# these files are a few dozen days long: too short for a calibration block of prediction intervals,
+# which are not what these tests are about
+NO_INTERVALS = ["--calibration", "0"] if "calibration" in {f.name for f in dataclasses.fields(DataSettings)} else []
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 # file, extra CLI arguments, target, words the notes must hold (what the loader found)
@@ -59,7 +64,7 @@ SHAPES = [
 @pytest.mark.parametrize("file, extra, target, words", SHAPES, ids=[f"{s[0]}{' '.join(s[1])}" for s in SHAPES])
 def test_every_shape_trains_end_to_end_through_the_cli(file, extra, target, words, tmp_path, capsys):
     code = main(["train", "--data", str(FILES / file), "--target", target, "--epochs", "1", "--hidden-size", "4",
-                 "--out", str(tmp_path), *extra])
+                 "--out", str(tmp_path), *NO_INTERVALS, *extra])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     notes = "\n".join(line for line in captured.err.splitlines() if line.startswith("note: "))
@@ -86,7 +91,7 @@ def test_files_that_cannot_be_used_get_one_sentence_and_exit_2(args, words, tmp_
 
 def test_evaluate_and_predict_read_the_file_the_same_way(tmp_path, capsys):
     data = str(FILES / "cities_long_format.csv")
-    assert main(["train", "--data", data, "--where", "city=Nice", "--epochs", "1", "--hidden-size", "4",
+    assert main(["train", "--data", data, "--where", "city=Nice", "--epochs", "1", "--hidden-size", "4", *NO_INTERVALS,
                  "--target", "temperature_2m_max (°C)", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--weights", str(tmp_path / "model.npz"), "--data", data, "--where", "city=Nice"]) == 0
