@@ -462,3 +462,96 @@ def occlusion_figure(changes, title: str = "Occlusion: forecast change when one 
     figure.update_xaxes(title_text="day in the lookback window")
     figure.update_yaxes(title_text="forecast change (scaled target)")
     return figure
+
+
+# -- seed bands and sweeps (rnnlab.sweep) ---------------------------------------------------------------------------
+_BAND_LABELS = {"val_mse": "validation MSE", "val_loss": "validation loss", "train_loss": "training loss"}
+
+
+def seed_band_figure(histories: list[list[dict]], columns=("val_mse",), *, unit: str = "", log_y: bool = False,
+                     title: str = "") -> go.Figure:
+    """The loss curves of a seed band as a band: per epoch the mean (a line) and the min–max range (shaded)
+    over the runs that reached that epoch. histories: one list of epoch records per seed.
+
+    Traces per column, in order: "<label> max" (the band's upper edge, no line), "<label> min–max" (the
+    lower edge, filled up to the max), "<label> mean".
+    """
+    from rnnlab.sweep import band
+
+    histories = [h for h in histories if h]
+    if not histories:
+        return _empty(title or "Seed band", "No epochs recorded yet.")
+    figure = go.Figure()
+    squared = _squared(unit)
+    colors = {"val_mse": COLORS["validation"], "val_loss": COLORS["validation"], "train_loss": COLORS["train"]}
+    values = []
+    for index, column in enumerate(columns):
+        frame = band(histories, column)
+        label = _BAND_LABELS.get(column, column)
+        color = colors.get(column, PALETTE[index % len(PALETTE)])
+        red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+        runs = frame["runs"].tolist()
+        figure.add_scatter(x=frame["epoch"], y=frame["max"], name=f"{label} max", mode="lines",
+                           line=dict(width=0, color=color), showlegend=False, hoverinfo="skip")
+        figure.add_scatter(x=frame["epoch"], y=frame["min"], name=f"{label} min–max", mode="lines",
+                           line=dict(width=0, color=color), fill="tonexty",
+                           fillcolor=f"rgba({red}, {green}, {blue}, 0.2)", customdata=frame["max"],
+                           hovertemplate="%{y:.4g} to %{customdata:.4g}")
+        figure.add_scatter(x=frame["epoch"], y=frame["mean"], name=f"{label} mean", mode="lines+markers",
+                           line=dict(color=color), customdata=runs,
+                           hovertemplate="mean %{y:.4g} over %{customdata} runs")
+        values += frame["min"].tolist() + frame["max"].tolist()
+    seeds = len(histories)
+    figure.update_layout(title=title or f"{seeds} seeds: mean and min–max per epoch", **_LAYOUT)
+    _epoch_axis(figure, sorted({r["epoch"] for h in histories for r in h}))
+    y_title = "MSE" + (f" ({squared})" if unit and all(c == "val_mse" for c in columns) else "")
+    figure.update_yaxes(title_text=y_title, **(_log_ticks(values) if log_y else {"type": "linear"}))
+    return figure
+
+
+def parallel_coordinates_figure(trials: pd.DataFrame, settings: list[str], objective: str = "validation MSE",
+                                log_settings=(), unit: str = "") -> go.Figure:
+    """One line per finished trial across an axis per swept setting and a last axis for the objective,
+    coloured by the objective (darker is better). Named settings (model, optimizer) get an axis of their
+    names; ``log_settings`` (log ranges, e.g. lr) a log axis labelled in their own values."""
+    done = trials[trials[objective].notna()] if objective in trials else trials.iloc[0:0]
+    if done.empty:
+        return _empty("Trials", "No trial has finished yet.")
+    dimensions = []
+    for name in settings:
+        column = done[name]
+        numeric = pd.to_numeric(column, errors="coerce")
+        if numeric.isna().any():  # named values: an axis of their names
+            names = list(dict.fromkeys(column.astype(str)))
+            codes = column.astype(str).map({n: i for i, n in enumerate(names)})
+            dimensions.append(dict(label=name, values=codes, tickvals=list(range(len(names))), ticktext=names))
+        elif name in log_settings:
+            logs = np.log10(numeric.astype(float))
+            ticks = np.arange(math.floor(logs.min()), math.ceil(logs.max()) + 1)
+            dimensions.append(dict(label=f"{name} (log)", values=logs, tickvals=ticks,
+                                   ticktext=[_log_tick_text(10.0**t) for t in ticks]))
+        else:
+            dimensions.append(dict(label=name, values=numeric.astype(float)))
+    scores = done[objective].astype(float)
+    label = objective + (f" ({_squared(unit)})" if unit else "")
+    dimensions.append(dict(label=label, values=scores))
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(color=scores, colorscale="Viridis_r",
+                                                                      showscale=True, colorbar=dict(title=""))))
+    figure.update_layout(title=f"{len(done)} trials: settings and {objective} (darker is better)",
+                         **{**_LAYOUT, "height": 420, "hovermode": "closest", "margin": dict(l=70, r=60, t=80, b=40)})
+    return figure
+
+
+def importance_figure(importances: Mapping[str, float], method: str = "Optuna fANOVA") -> go.Figure:
+    """How much each swept setting mattered: horizontal bars of its share of the objective's variance,
+    the most important on top. importances: {setting: share} as ``sweep.param_importance`` returns."""
+    if not importances:
+        return _empty("Parameter importance", "It needs at least two finished trials with different settings.")
+    ordered = sorted(importances.items(), key=lambda item: item[1])
+    figure = go.Figure(go.Bar(x=[share for _, share in ordered], y=[name for name, _ in ordered], orientation="h",
+                              marker_color=COLORS["train"], text=[f"{share:.0%}" for _, share in ordered],
+                              textposition="auto", hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    figure.update_layout(title=f"Parameter importance ({method})",
+                         **{**_LAYOUT, "height": max(220, 60 + 40 * len(ordered)), "hovermode": "closest"})
+    figure.update_xaxes(title_text="share of the validation MSE's variance", tickformat=".0%", range=[0, 1])
+    return figure
