@@ -217,3 +217,42 @@ def test_xray_figures_draw_every_gate_unit_and_feature():
     heat = saliency_figure(rng.normal(size=(7, 3)), ["a", "b", "c"], "IG").data[0]
     assert list(heat.y) == ["a", "b", "c"] and heat.zmin == -heat.zmax
     assert list(occlusion_figure([0.1, -0.2, 0.3]).data[0].y) == [0.1, -0.2, 0.3]
+
+
+# -- seed bands and sweeps -------------------------------------------------------------------------------------
+def test_seed_band_has_a_shaded_min_max_band_and_a_mean_line():
+    histories = [[{"epoch": e, "val_mse": 10.0 / e + seed, "train_loss": 1.0 / e} for e in range(1, 4)]
+                 for seed in range(3)]
+    histories[2] = histories[2][:2]  # one seed stopped early
+    figure = figures.seed_band_figure(histories, unit="°C")
+    assert _names(figure) == ["validation MSE max", "validation MSE min–max", "validation MSE mean"]
+    upper, lower, mean = figure.data
+    assert list(upper.y) == pytest.approx([12.0, 7.0, 10 / 3 + 1]) and list(lower.y) == pytest.approx([10.0, 5.0, 10 / 3])
+    assert lower.fill == "tonexty" and upper.fill is None and not upper.showlegend
+    assert list(mean.y) == pytest.approx([11.0, 6.0, 10 / 3 + 0.5]) and list(mean.customdata) == [3, 3, 2]
+    assert "°C²" in figure.layout.yaxis.title.text and figure.layout.title.text.startswith("3 seeds")
+    both = figures.seed_band_figure(histories, columns=("train_loss", "val_mse"))
+    assert len(both.data) == 6 and _names(both)[2] == "training loss mean"
+    assert figures.seed_band_figure([]).layout.annotations  # an empty band says why
+
+
+def test_parallel_coordinates_have_an_axis_per_setting_and_the_objective():
+    trials = pd.DataFrame({"model": ["lstm", "gru", "lstm", "gru"], "hidden_size": [8, 16, 32, 64],
+                           "lr": [1e-4, 1e-3, 1e-2, 3e-3], "validation MSE": [9.0, 7.0, 8.0, None]})
+    figure = figures.parallel_coordinates_figure(trials, ["model", "hidden_size", "lr"], log_settings=["lr"])
+    (parcoords,) = figure.data
+    labels = [d.label for d in parcoords.dimensions]
+    assert labels == ["model", "hidden_size", "lr (log)", "validation MSE"]
+    model_axis, _, lr_axis, score_axis = parcoords.dimensions
+    assert list(model_axis.ticktext) == ["lstm", "gru"] and list(model_axis.values) == [0, 1, 0]
+    assert list(lr_axis.values) == pytest.approx([-4, -3, -2]) and list(score_axis.values) == [9.0, 7.0, 8.0]
+    assert list(parcoords.line.color) == [9.0, 7.0, 8.0]  # the unfinished trial is left out
+    assert figures.parallel_coordinates_figure(trials.iloc[3:], ["model"]).layout.annotations
+
+
+def test_importance_bars_put_the_most_important_setting_on_top():
+    figure = figures.importance_figure({"lr": 0.7, "model": 0.2, "hidden_size": 0.1})
+    (bars,) = figure.data
+    assert list(bars.y) == ["hidden_size", "model", "lr"] and bars.orientation == "h"
+    assert "fANOVA" in figure.layout.title.text
+    assert figures.importance_figure({}).layout.annotations
