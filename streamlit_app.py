@@ -254,10 +254,15 @@ def current_config() -> TrainConfig:
 # Sidebar: Train first, then the settings, each from rnnlab.config
 # ---------------------------------------------------------------------------------------------
 with st.sidebar:
+    training = next((r for r in registry.runs_of(owner) if r.active), None)
     train_clicked = st.button("Train", type="primary", key="train", width="stretch",
-                              disabled=prepared is None, help=data_problem)
+                              disabled=prepared is None or training is not None,
+                              help=data_problem or (f"{training.label} is training: stop it or wait for it to end."
+                                                    if training else None))
     if prepared is None:
         st.caption(f"Training needs usable data: {data_problem or 'choose data first.'}")
+    elif training is not None:
+        st.caption(f"{training.label} is training; Train is free again when it ends or is stopped.")
     st.header("Model")
     model_spec = spec(TrainConfig, "model")
     st.selectbox(options=model_spec["choices"], format_func=str.upper, **widget_args(TrainConfig, "model"))
@@ -382,7 +387,7 @@ def draw_views(run, snap):
 
 def draw_downloads(run):
     stem = f"rnnlab-run{run.number}-{run.config.model}"
-    cells = st.columns(4)
+    cells = st.columns([1, 1, 1, 1, 2])  # the buttons side by side, not spread over the page
     cells[0].download_button("Weights (.safetensors)", run.download("safetensors"), f"{stem}.safetensors",
                              "application/octet-stream", key="download_safetensors", on_click="ignore")
     cells[1].download_button("Weights (.npz)", run.download("npz"), f"{stem}.npz", "application/octet-stream",
@@ -422,9 +427,14 @@ def draw_history(runs, run):
     if reference is None:
         return
     comparable, left_out = split_comparable([r for r in runs if r.run_id in chosen], reference)
-    st.plotly_chart(figures.runs_overlay_figure({r.label: r.snapshot()["history"] for r in comparable}, log_y=log_y,
-                                                unit=unit_of(reference.prepared.target), target=reference.prepared.target),
-                    key="overlay_chart")
+    if len(comparable) < 2:
+        st.caption("Pick two or more runs on the same data, target, horizon and lookback to compare their "
+                   "validation curves (one run's curve is the Loss view).")
+        comparable = []
+    else:
+        st.plotly_chart(figures.runs_overlay_figure({r.label: r.snapshot()["history"] for r in comparable},
+                                                    log_y=log_y, unit=unit_of(reference.prepared.target),
+                                                    target=reference.prepared.target), key="overlay_chart")
     for label, reason in left_out.items():
         st.caption(f"Left out {label}: it {reason}, so its validation MSE is not comparable with {reference.label}.")
 

@@ -128,8 +128,25 @@ class Run:
         if "persistence" in beaten:
             missed = ", ".join(name for name in baselines if name not in beaten)
             return "info", f"{opening}: better than persistence but not than {missed}."
-        return "warning", (f"{opening}: the model is worse than persistence, i.e. than forecasting the last "
-                           "observed value. Try a lower learning rate, gradient clipping or more epochs.")
+        return "warning", f"{opening}: the model is worse than persistence, i.e. than forecasting the last " \
+                          f"observed value.{self._advice()}"
+
+    def _advice(self) -> str:
+        """What to try next, from how the run went (nothing when the user stopped it early)."""
+        c = self.config
+        if self.status == "stopped":
+            return " It was stopped early: more epochs may help."
+        last = self.history[-1] if self.history else None
+        tips = []
+        if last is not None and last["train_loss"] > 0.5:  # a standardized loss near 1 has learned little
+            tips.append("a lower learning rate" if c.lr >= 0.01 else "more epochs or a higher learning rate")
+        if not c.grad_clip:
+            tips.append("gradient clipping")
+        if self.best_epoch and self.best_epoch < len(self.history) / 3:
+            tips.append("a lower learning rate or weight decay (validation loss was best early, then rose)")
+        if not tips:
+            tips.append("another model, more hidden units or a longer lookback")
+        return f" Try {', or '.join(tips)}."
 
     def download(self, kind: str) -> bytes:
         """Bytes of a finished run's weights (safetensors / npz), history CSV or predictions CSV."""

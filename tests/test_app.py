@@ -136,6 +136,7 @@ def test_stop_is_enabled_while_the_fragment_polls_and_ends_the_run_within_a_batc
 
 def test_stop_in_epoch_one_keeps_the_initial_weights_and_says_so(page):
     page.select_slider(key="batch_size").set_value(8)  # a long first epoch
+    page.select_slider(key="hidden_size").set_value(128)  # long enough on the 60% training share, too
     page.button(key="train").click().run()
     run = _current_run(page)
     initial = None
@@ -180,8 +181,12 @@ def test_the_comparison_leaves_out_runs_validated_on_other_days_and_says_why(pag
     second = _train_until_done(page)
     captions = [c.value for c in page.caption]
     assert any(f"Left out {first.label}" in c and "lookback 7 against 14" in c for c in captions)
+    # the one comparable run is not drawn again as a "comparison" on another scale than the Loss view
+    assert not any("Validation MSE" in c.proto.spec for c in page.get("plotly_chart"))
+    assert any("Pick two or more runs" in c for c in captions)
+    third = _train_until_done(page)  # lookback 14 again: comparable with the second
     overlay = next(c.proto.spec for c in page.get("plotly_chart") if "Validation MSE" in c.proto.spec)
-    assert second.label in overlay and first.label not in overlay
+    assert second.label in overlay and third.label in overlay and first.label not in overlay
 
 
 def test_float32_and_float64_runs_get_different_labels(page):
