@@ -118,9 +118,17 @@ if "shown_run" not in st.session_state:
         load_run_settings(shown_run())
 
 
-def widget_args(settings_class, name: str) -> dict:
+STEP_WORDS = {"day": "days", "hour": "hours", "10 minutes": "10-minute steps", "month": "months"}
+
+
+def in_steps(text: str, step_unit: str | None) -> str:
+    """A label written in days, said in the data's own step ('Lookback (hours)' for hourly data)."""
+    return text.replace("days", STEP_WORDS.get(step_unit or "day", "steps"))
+
+
+def widget_args(settings_class, name: str, step_unit: str | None = None) -> dict:
     meta = spec(settings_class, name)
-    return {"label": meta["label"], "help": meta["help"], "key": name}
+    return {"label": in_steps(meta["label"], step_unit), "help": in_steps(meta["help"], step_unit), "key": name}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,8 +229,9 @@ with data_box:
         target = pick_target.selectbox(spec(DataSettings, "target")["label"], columns, key=target_key,
                                        help="The column to forecast.")
         horizon_spec = spec(DataSettings, "horizon")
-        horizon = pick_horizon.slider(horizon_spec["label"], horizon_spec["low"], horizon_spec["app_high"],
-                                      key="horizon", help=horizon_spec["help"])
+        horizon = pick_horizon.slider(in_steps(horizon_spec["label"], table.step_unit), horizon_spec["low"],
+                                      horizon_spec["app_high"], key="horizon",
+                                      help=in_steps(horizon_spec["help"], table.step_unit))
         features = pick_features.multiselect(
             "Features (empty = every usable column that does not leak the target)", columns, key=features_key,
             help=spec(DataSettings, "features")["help"])
@@ -236,7 +245,7 @@ with data_box:
                 st.caption(note)
             st.caption(f"Windows: {prepared.count('train'):,} train · {prepared.count('validation'):,} validation · "
                        f"{prepared.count('test'):,} test, using {', '.join(prepared.features)}. "
-                       "Scalers are fitted on the training days only.")
+                       f"Scalers are fitted on the training {STEP_WORDS.get(table.step_unit, 'steps')} only.")
         except DataError as error:
             data_problem = str(error)
             st.error(data_problem)
@@ -271,7 +280,7 @@ with st.sidebar:
     st.slider(min_value=layers_spec["low"], max_value=layers_spec["high"], **widget_args(TrainConfig, "num_layers"))
     lookback_spec = spec(DataSettings, "lookback")
     st.slider(min_value=lookback_spec["low"], max_value=lookback_spec["app_high"],
-              **widget_args(DataSettings, "lookback"))
+              **widget_args(DataSettings, "lookback", table.step_unit if table is not None else None))
     st.header("Training")
     st.select_slider(options=spec(TrainConfig, "lr")["choices"], format_func=lambda v: f"{v:g}",
                      **widget_args(TrainConfig, "lr"))

@@ -224,6 +224,10 @@ def test_app_aggregates_sub_daily_rows_or_keeps_their_step(page):
     assert [m.label for m in page.metric][-1] == "Missing steps" and not page.exception
     rows = [m.value for m in page.metric if m.label == "Rows"]
     assert rows == ["3,456"]
+    # every label that says "days" says the data's step instead
+    assert page.slider(key="lookback").label == "Lookback (10-minute steps)"
+    assert page.slider(key="horizon").label == "Horizon (10-minute steps ahead)"
+    assert any("training 10-minute steps only" in c.value for c in page.caption)
 
 
 def test_app_has_no_resampling_choice_for_daily_data(page):
