@@ -1,8 +1,10 @@
-"""Command line: ``python -m rnnlab train | evaluate | predict | inspect``.
+"""Command line: ``python -m rnnlab train | evaluate | predict | forecast | backtest | inspect``.
 
-    python -m rnnlab train --target temp_max --model lstm --epochs 30 --out runs/lstm
+    python -m rnnlab train --target temp_max --model lstm --horizon 7 --coverage 0.9 --out runs/lstm
     python -m rnnlab evaluate --weights runs/lstm/model.safetensors --data data.csv
     python -m rnnlab predict --weights runs/lstm/model.safetensors --data data.csv
+    python -m rnnlab forecast --weights runs/lstm/model.safetensors --data data.csv --out next.csv
+    python -m rnnlab backtest --folds 5 --out runs/backtest --horizon 7 --epochs 30
     python -m rnnlab inspect --weights runs/lstm/model.safetensors --date 2015-06-30 --out runs/lstm/xray
 
 Every bad input ends with one line on stderr and exit code 2, never a traceback.
@@ -21,13 +23,15 @@ import numpy as np
 import pandas as pd
 
 from rnnlab import xray
+from rnnlab.backtest import backtest, summary
 from rnnlab.config import DataSettings, TrainConfig
 from rnnlab.errors import DataError, WeightsError
 from rnnlab.evaluate import evaluate, predict_split
+from rnnlab.forecast import next_days_of_run
 from rnnlab.tables import DEFAULT_DATA_PATH, RESAMPLE_CHOICES, load_csv
 from rnnlab.train import Trainer, history_frame
 from rnnlab.weights_io import evaluate_saved_run, load_run, save_run, snapshots_to_bytes
-from rnnlab.windows import latest_window, prepare
+from rnnlab.windows import SPLIT_NAMES, prepare
 
 
 def _flag_help(meta: dict, default) -> str:
@@ -108,6 +112,18 @@ def build_parser():
     train.add_argument("--store", default=None, metavar="DIR",
                        help="the run store to add the run to, written every epoch (default $RNNLAB_STORE, else ./runs)")
     train.add_argument("--name", default="", metavar="TEXT", help="a name for the run, shown in the run history")
+    backtest_parser = commands.add_parser("backtest", help="rolling-origin backtest: retrain at K origins over the "
+                                                           "later part of the data and score every fold")
+    backtest_parser.add_argument("--data", default=str(DEFAULT_DATA_PATH),
+                                 help="CSV file (default: the embedded Seattle data)")
+    backtest_parser.add_argument("--folds", type=int, default=5, help="how many origins (folds) (default 5)")
+    backtest_parser.add_argument("--first-origin", type=float, default=0.5,
+                                 help="the share of the rows before the first test block; the test blocks tile the "
+                                      "rest (default 0.5)")
+    backtest_parser.add_argument("--out", required=True, help="folder to write folds.csv to")
+    _add_load_flags(backtest_parser)
+    _add_setting_flags(backtest_parser, DataSettings)
+    _add_setting_flags(backtest_parser, TrainConfig)
     train.add_argument("--resume", default=None, metavar="RUN",
                        help="branch from a run folder written by 'train': continue its training from --from-epoch "
                             "with the same model and data, and any training setting given here changed")
@@ -116,13 +132,14 @@ def build_parser():
     _add_load_flags(train)
     _add_setting_flags(train, DataSettings)
     _add_setting_flags(train, TrainConfig)
-    for name in ("evaluate", "predict"):
-        sub = commands.add_parser(name, help=f"{name} a saved run on a CSV")
+    for name in ("evaluate", "predict", "forecast"):
+        what = "forecast the days after the last date of a CSV with" if name == "forecast" else f"{name}"
+        sub = commands.add_parser(name, help=f"{what} a saved run" + ("" if name == "forecast" else " on a CSV"))
         sub.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
         sub.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded data)")
         _add_load_flags(sub)
-        if name == "predict":
-            sub.add_argument("--out", default=None, help="write the predictions CSV here instead of to stdout")
+        if name in ("predict", "forecast"):
+            sub.add_argument("--out", default=None, help=f"write the {name} CSV here instead of to stdout")
     inspect = commands.add_parser("inspect", help="X-ray a saved run on one day: gradient check, gates and "
                                                   "states, integrated-gradients saliency")
     inspect.add_argument("--weights", required=True, help=".safetensors or .npz file written by 'train'")
@@ -244,12 +261,12 @@ def _train(args, argv=()):
     finally:
         bar.close()
     print(trainer.message, file=sys.stderr)
-    result = evaluate(trainer.model, prepared)
+    result = evaluate(trainer.model, prepared, coverage=config.coverage)
     metrics = result.to_dict()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".npz"):
-        save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics)
+        save_run(out / f"model{suffix}", trainer.model, config, prepared, metrics, result.calibration)
     settings = {"data": prepared.settings().to_dict(), "train": config.to_dict(),
                 "data_file": str(Path(data_file).resolve()), "load": load_options}
     if snapshot is not None:
@@ -257,23 +274,38 @@ def _train(args, argv=()):
     (out / "config.json").write_text(json.dumps(settings, indent=2))
     (out / "snapshots.npz").write_bytes(snapshots_to_bytes(trainer.snapshots))
     history_frame(trainer.history).to_csv(out / "history.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps({"status": trainer.status, "message": trainer.message, **metrics},
-                                                 indent=2))
-    result.predictions[["date", "split", "actual", "predicted", "persistence"]].to_csv(
-        out / "predictions.csv", index=False, date_format="%Y-%m-%d")
-    print(result.table("test").round(3).to_string())
+    (out / "metrics.json").write_text(json.dumps({"status": trainer.status, "message": trainer.message, **metrics,
+                                                  "per_lead": result.per_lead_dict()}, indent=2))
+    columns = [c for c in ("date", "split", "lead", "actual", "predicted", "lower", "upper", "persistence")
+               if c in result.predictions]
+    result.predictions[columns].to_csv(out / "predictions.csv", index=False, date_format="%Y-%m-%d")
+    _print_scores(result, ("test",))
     print(f"wrote {out}/: model.safetensors, model.npz, config.json, snapshots.npz, history.csv, metrics.json, "
           "predictions.csv")
     _store_finish(writer, out, trainer)
+
+
+def _print_scores(result, splits):
+    """The scoreboard of each split; with several lead days the MSE per lead; the intervals' scores."""
+    for split in splits:
+        if len(splits) > 1:
+            print(f"{split}:")
+        print(result.table(split).round(3).to_string())
+        if result.lead_metrics is not None and result.lead_metrics.index.get_level_values("lead").max() > 1:
+            print(f"MSE per lead day ({split}):")
+            print(result.lead_table(split).round(3).to_string())
+        intervals = result.interval_table(split)
+        if len(intervals):
+            print(f"{result.calibration.coverage:.0%} intervals ({split}, calibrated on "
+                  f"{result.calibration.windows:,} windows):")
+            print(intervals.drop(columns="nominal").round(3).to_string())
 
 
 def _evaluate(args):
     score = evaluate_saved_run(load_run(args.weights), _load(args.data, _load_options(args)))
     for note in score.notes:
         print(f"note: {note}", file=sys.stderr)
-    for split in ("validation", "test"):
-        print(f"{split}:")
-        print(score.result.table(split).round(3).to_string())
+    _print_scores(score.result, ("validation", "test"))
 
 
 def _predict(args):
@@ -281,20 +313,59 @@ def _predict(args):
     score = evaluate_saved_run(run, table)
     for note in score.notes:
         print(f"note: {note}", file=sys.stderr)
-    prepared = score.prepared
+    prepared, calibration = score.prepared, score.result.calibration
     frames = []
-    for split in ("train", "validation", "test"):
-        window = prepared.windows[split]
-        frames.append(pd.DataFrame({"date": window["dates"], "split": split, "actual": window["actual"],
-                                    "predicted": prepared.inverse_target(predict_split(run.model, prepared, split))}))
-    latest = latest_window(table, prepared)
-    if latest is not None:
-        x, date = latest
-        frames.append(pd.DataFrame({"date": [date], "split": ["forecast"], "actual": [float("nan")],
-                                    "predicted": prepared.inverse_target(run.model.predict(x))}))
+    for split in (name for name in SPLIT_NAMES if name in prepared.starts):
+        predicted = prepared.inverse_target(predict_split(run.model, prepared, split))  # (n, H)
+        frame = pd.DataFrame({"date": prepared.row_dates[prepared.target_rows(split).T.ravel()], "split": split,
+                              "lead": np.repeat(np.arange(1, prepared.horizon + 1), len(predicted)),
+                              "actual": prepared.windows[split]["actual"].T.ravel(), "predicted": predicted.T.ravel()})
+        if calibration is not None:
+            lower, upper = calibration.bounds(predicted)
+            frame["lower"], frame["upper"] = lower.T.ravel(), upper.T.ravel()
+        frames.append(frame)
+    try:
+        ahead = next_days_of_run(run, table)
+        frames.append(ahead.assign(split="forecast", actual=float("nan"))[frames[0].columns])
+    except DataError as refusal:
+        print(f"note: no forecast of the next days: {refusal}", file=sys.stderr)
     predictions = pd.concat(frames, ignore_index=True)
     target = args.out if args.out else sys.stdout
     predictions.to_csv(target, index=False, date_format="%Y-%m-%d")
+
+
+def _forecast(args):
+    run = load_run(args.weights)
+    ahead = next_days_of_run(run, _load(args.data, _load_options(args)))
+    if run.calibration is None:
+        print("note: this run has no calibration block, so the forecast comes without intervals.", file=sys.stderr)
+    if not args.out:
+        ahead.to_csv(sys.stdout, index=False, date_format="%Y-%m-%d")
+        return
+    ahead.to_csv(args.out, index=False, date_format="%Y-%m-%d")
+    print(ahead.to_string(index=False, float_format=lambda v: f"{v:.2f}", formatters={"date": "{:%Y-%m-%d}".format}))
+    print(f"wrote {args.out}")
+
+
+def _backtest(args):
+    data_settings = _settings_from(args, DataSettings).validate()
+    config = _settings_from(args, TrainConfig).validate()
+    table = _load(args.data, _load_options(args))
+
+    def report(row):
+        print(f"fold {row['fold']}/{args.folds}: test from {row['first_test_day']:%Y-%m-%d}, model MSE "
+              f"{row['model_mse']:.3f}, persistence MSE {row['persistence_mse']:.3f}, skill {row['skill']:+.3f}, "
+              f"coverage {row['coverage']:.1%}", file=sys.stderr)
+
+    folds = backtest(table, data_settings, config, args.folds, args.first_origin, on_fold=report)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folds.to_csv(out / "folds.csv", index=False, date_format="%Y-%m-%d")
+    print(folds[["fold", "origin", "train_days", "test_windows", "model_mse", "persistence_mse", "skill",
+                 "coverage", "width"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for metric, row in summary(folds).iterrows():
+        print(f"{metric}: {row['mean']:.3f} ± {row['std']:.3f}")
+    print(f"wrote {out}/folds.csv")
 
 
 def _inspect(args):
@@ -304,7 +375,7 @@ def _inspect(args):
         print(f"note: {note}", file=sys.stderr)
     prepared, model = score.prepared, run.model
     if args.date is None:
-        date = xray.worst_day(score.result.predictions)
+        date = xray.worst_day(score.result.predictions)  # of lead 1: the X-ray explains the next day's forecast
     else:
         try:
             date = pd.Timestamp(args.date)
@@ -327,7 +398,7 @@ def _inspect(args):
 
     day = pd.Timestamp(prepared.windows[split]["dates"][index])
     scale = prepared.target_scale
-    print(f"{day:%Y-%m-%d} ({split}): {prepared.target} actual {prepared.windows[split]['actual'][index]:.1f}, "
+    print(f"{day:%Y-%m-%d} ({split}): {prepared.target} actual {prepared.windows[split]['actual'][index, 0]:.1f}, "
           f"predicted {prepared.inverse_target(completeness['prediction']):.1f}")
     worst = gradcheck.loc[gradcheck["max_rel_error"].idxmax()]
     print(f"gradient check: {worst['status']}, largest relative error {worst['max_rel_error']:.1e} ({worst['param']}), "
@@ -418,6 +489,84 @@ def _sweep(args):
           f"run {best['runs'][0]} in {folder}/; sweep {sweep.sweep_id}")
 
 
+def _add_sweep_parser(commands):
+    """'sweep': every setting flag takes one value (fixed), a comma list (choices) or a:b (a log-uniform range)."""
+    sweep = commands.add_parser(
+        "sweep", help="train many runs on a Dask cluster, each into the store: a search over settings, or seed bands",
+        description="Every setting flag takes one value (fixed), a comma list (choices: --model lstm,gru) or a:b (a "
+                    "log-uniform range: --lr 1e-4:1e-2). The objective is the validation MSE; the best run is printed.")
+    sweep.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded Seattle data)")
+    sweep.add_argument("--store", default=None, metavar="DIR",
+                       help="the run store to add the sweep and its runs to (default $RNNLAB_STORE, else ./runs)")
+    sweep.add_argument("--name", default="", metavar="TEXT", help="a name for the sweep, shown with its runs")
+    sweep.add_argument("--trials", type=int, default=None, metavar="N",
+                       help="how many trials (default 8; a grid: all its combinations)")
+    sweep.add_argument("--search", choices=("grid", "random", "tpe"), default="random",
+                       help="grid: every combination; random; tpe: Optuna's TPE (default random)")
+    sweep.add_argument("--seeds", type=int, default=1, metavar="K",
+                       help="train every trial with seeds 0..K-1 and score it by their mean (default 1)")
+    sweep.add_argument("--workers", type=int, default=None, metavar="W",
+                       help="worker processes of the local Dask cluster (default: the cores)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDR",
+                       help="train on a running Dask cluster (tcp://host:port) instead (default $RNNLAB_SCHEDULER)")
+    _add_load_flags(sweep)
+    for field in dataclasses.fields(DataSettings) + dataclasses.fields(TrainConfig):
+        fixed_only = " (fixed only)" if field.name in ("features", "splits") else ""
+        sweep.add_argument("--" + field.name.replace("_", "-"), default=None, metavar="VALUE",
+                           help=_flag_help(field.metadata, field.default) + fixed_only)
+
+
+def _print_trial(sweep, trial):
+    settings = " ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                        for name, value in trial.params.items())
+    score = f"validation MSE {trial.value:.3f}" if trial.value is not None else trial.runs[0].message
+    print(f"trial {trial.number}/{sweep.trials_planned} {trial.status}: {settings or 'fixed settings'}: {score}",
+          flush=True)
+
+
+def _sweep(args):
+    from rnnlab.cluster import get_cluster
+    from rnnlab.sweep import OBJECTIVE, Sweep, parse_space
+
+    names = [f.name for f in dataclasses.fields(DataSettings) + dataclasses.fields(TrainConfig)]
+    data, train, space = parse_space({name: getattr(args, name) for name in names})
+    load_options = _load_options(args)
+    table = _load(args.data, load_options)  # a bad file or target is refused here, before any worker starts
+    fixed = DataSettings(**{**data, "features": data["features"], "splits": tuple(data["splits"])}).validate()
+    if not any(name in space for name in ("target", "features", "lookback", "horizon")):
+        prepare(table, **fixed.prepare_kwargs())
+    holder = get_cluster(args.scheduler, args.workers)
+    where = holder.address or f"a local Dask cluster of {holder.n_workers} worker processes"
+    print(f"note: training on {where}.", file=sys.stderr)
+    sweep = Sweep(holder, args.store, Path(args.data).read_bytes(), space, fixed_data=data, fixed_train=train,
+                  search=args.search, trials=args.trials, seeds=args.seeds, name=args.name,
+                  load_options=load_options, data_file=str(Path(args.data).resolve()), data_name=Path(args.data).name,
+                  on_trial=_print_trial)
+    try:
+        sweep.start()
+        try:
+            sweep.wait()
+        except KeyboardInterrupt:
+            sweep.stop()
+            sweep.wait(120)
+            raise
+    finally:
+        holder.close()
+    print(sweep.table().drop(columns=["runs"]).to_string(index=False))
+    importance = sweep.importance()
+    if importance:
+        print("parameter importance (Optuna fANOVA, share of the validation MSE's variance): "
+              + ", ".join(f"{name} {share:.2f}" for name, share in importance.items()))
+    best = sweep.best()
+    if best is None:
+        raise DataError(f"No trial gave a {OBJECTIVE}: {sweep.message}")
+    spread = f" ± {best['std']:.3f} over {args.seeds} seeds" if best["std"] is not None else ""
+    settings = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+    folder = sweep.store if sweep.store is not None else "runs"
+    print(f"best: trial {best['trial']} ({settings or 'fixed settings'}), {OBJECTIVE} {best['value']:.3f}{spread}; "
+          f"run {best['runs'][0]} in {folder}/; sweep {sweep.sweep_id}")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -426,8 +575,11 @@ def main(argv=None) -> int:
             _train(args, argv)
         elif args.command == "sweep":
             _sweep(args)
+        elif args.command == "sweep":
+            _sweep(args)
         else:
-            {"evaluate": _evaluate, "predict": _predict, "inspect": _inspect}[args.command](args)
+            {"evaluate": _evaluate, "predict": _predict, "forecast": _forecast, "backtest": _backtest,
+             "inspect": _inspect}[args.command](args)
     except (DataError, WeightsError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

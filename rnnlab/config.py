@@ -2,7 +2,8 @@
 
 Two dataclasses describe a run:
 
-- :class:`DataSettings` — what the model sees: target, features, lookback, horizon, split shares.
+- :class:`DataSettings` — what the model sees: target, features, lookback, horizon, split shares
+  (train / validation / calibration / test, in date order).
   ``windows.prepare`` turns a table and these settings into a ``PreparedData``, which then is the
   only place a trainer, a weights file or a chart reads them from.
 - :class:`TrainConfig` — how the model is built and trained: kind, sizes, optimizer, clipping, …
@@ -77,10 +78,16 @@ class DataSettings:
                                      "numeric column that does not leak the target and is not constant.")
     lookback: int = setting(7, "Lookback (days)", "How many past days each forecast sees; one week covers the "
                             "usual weather systems.", low=1, high=365, kind="whole", app_high=90)
-    horizon: int = setting(1, "Horizon (days ahead)", "Forecast this many days after the last day of the window.",
+    horizon: int = setting(1, "Horizon (days ahead)", "Forecast every day from 1 to this many days after the last "
+                           "day of the window, all at once (one output per lead day).",
                            low=1, high=365, kind="whole", app_high=14)
-    splits: tuple = setting((0.7, 0.15), "Split shares", "Train and validation shares of the rows, in date order; "
-                            "the test split is the rest.")
+    # train 0.6 / validation 0.15 / calibration 0.1 / test 0.15: the test block keeps the size the
+    # 0.7 / 0.15 layout gave it, and the intervals get a block the model neither fits nor stops on
+    splits: tuple = setting((0.6, 0.15), "Split shares", "Train and validation shares of the rows, in date order; "
+                            "the calibration share follows and the test split is the rest.")
+    calibration: float = setting(0.1, "Calibration share", "Share of the rows, right after validation, that "
+                                 "calibrates the prediction intervals: the model neither trains nor early-stops on "
+                                 "them. 0 = no intervals.", low=0.0, high=0.5, kind="number")
 
     def __post_init__(self):
         if self.features is not None:
@@ -92,17 +99,20 @@ class DataSettings:
         if len(self.splits) != 2:
             raise SettingError(f"Split shares are (train, validation), got {self.splits!r}.")
         train, validation = (float(s) for s in self.splits)
-        if not (0 < train < 1 and 0 < validation < 1 and train + validation < 1):
-            raise SettingError(f"Split shares must be positive and leave room for a test split, got {self.splits!r}.")
+        if not (0 < train < 1 and 0 < validation < 1 and train + validation + self.calibration < 1):
+            raise SettingError(f"Split shares must be positive and leave room for a test split, got {self.splits!r} "
+                               f"with calibration {self.calibration!r}.")
         return self
 
     def prepare_kwargs(self) -> dict:
         return {"target": self.target, "features": list(self.features) if self.features else None,
-                "lookback": self.lookback, "horizon": self.horizon, "splits": self.splits}
+                "lookback": self.lookback, "horizon": self.horizon, "splits": self.splits,
+                "calibration": self.calibration}
 
     def to_dict(self) -> dict:
         return {"target": self.target, "features": list(self.features) if self.features is not None else None,
-                "lookback": self.lookback, "horizon": self.horizon, "splits": list(self.splits)}
+                "lookback": self.lookback, "horizon": self.horizon, "splits": list(self.splits),
+                "calibration": self.calibration}
 
 
 @dataclass
@@ -144,6 +154,9 @@ class TrainConfig:
                         low=0, high=2**31 - 1, kind="whole")
     dtype: str = setting("float64", "Precision", "float64 is more precise and slower; float32 is about twice as "
                          "fast and precise to about 7 digits, plenty for training.", choices=DTYPES, kind="choice")
+    coverage: float = setting(0.9, "Interval coverage", "Share of days the prediction interval should cover, "
+                              "calibrated on the calibration block (split conformal); 0.9 = 90% intervals. It shapes "
+                              "the intervals only, never the weights.", low=0.5, high=0.99, kind="number")
 
     def validate(self) -> "TrainConfig":
         """Raise SettingError (one readable sentence) for a setting that cannot work."""

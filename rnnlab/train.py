@@ -87,7 +87,7 @@ class Trainer:
         self.config = config.validate()
         self.prepared = prepared
         self.model = create_model(config.model, prepared.n_features, config.hidden_size, config.num_layers,
-                                  seed=config.seed, dtype=config.dtype)
+                                  seed=config.seed, dtype=config.dtype, output_size=prepared.horizon)
         self.optimizer = make_optimizer(config.optimizer, config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
         self.initial_params = {k: v.copy() for k, v in self.model.params.items()}
@@ -146,14 +146,14 @@ class Trainer:
                 self.snapshots = {epoch: self.snapshot(epoch)}
 
     def _validation_loss(self) -> float:
-        """Scaled MSE over the validation windows, gathered a chunk at a time."""
+        """Scaled MSE over the validation windows and their lead days, gathered a chunk at a time."""
         prepared = self.prepared
         total, count = 0.0, prepared.count("validation")
         for start in range(0, count, 4096):
             index = np.arange(start, min(start + 4096, count))
             error = self.model.predict(prepared.inputs("validation", index)) - prepared.targets("validation", index)
             total += float(np.sum(error.astype(np.float64) ** 2))
-        return total / count
+        return total / (count * prepared.horizon)
 
     def iter_epochs(self, stop_event: threading.Event | None = None, on_batch=None):
         """Train lazily, yielding after every epoch a record (dict) — nothing trains until iterated:

@@ -1,9 +1,11 @@
 """Trained runs as files: ``.safetensors`` or ``.npz``, never pickle.
 
 The tensors are exactly ``model.params`` (PyTorch ``state_dict`` keys). Beside them travels one
-JSON metadata document: model kind and sizes, lookback, horizon, features, target, scaler
-statistics, split shares, the first and last training day, the training config, final metrics,
-the SHA-256 of the training CSV and the rnnlab version.
+JSON metadata document: model kind and sizes, lookback, horizon (the head's outputs, one per lead
+day), features, target, scaler statistics, split shares and calibration share, the interval
+calibration (coverage and half-width per lead for the model and persistence), the first and last
+training day, the training config, final metrics, the SHA-256 of the training CSV and the rnnlab
+version.
 
 A weights file may come from anyone (the dashboard accepts uploads), so loading trusts nothing:
 the metadata is read first and every field type-checked; then every tensor's name, shape, dtype
@@ -30,6 +32,7 @@ import pandas as pd
 
 from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import WeightsError
+from rnnlab.intervals import Calibration
 from rnnlab.models import DTYPES, KINDS, RecurrentModel, param_shapes
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from rnnlab.windows import PreparedData
 
 FORMAT_NAME = "rnnlab-run"
-FORMAT_VERSION = 1  # "splits" and "train_span" are optional additions: older readers ignore them
+FORMAT_VERSION = 1  # "splits", "train_span", "calibration" and "intervals" are optional additions: older readers ignore them
 _NPZ_METADATA_KEY = "__rnnlab_metadata__"
 _ST_METADATA_KEY = "rnnlab"
 
@@ -47,9 +50,10 @@ MAX_HIDDEN_SIZE = spec(TrainConfig, "hidden_size")["high"]
 MAX_NUM_LAYERS = spec(TrainConfig, "num_layers")["high"]
 MAX_WINDOW_DAYS = max(spec(DataSettings, "lookback")["high"], spec(DataSettings, "horizon")["high"])
 MAX_METADATA_CHARS = 1 << 20  # ours is a few KB; the scaler holds two numbers per feature
-# the largest allowed model's tensors: a 4-layer LSTM, 512 units, 256 features in float64 is 52 MiB
+# the largest allowed model's tensors: a 4-layer LSTM, 512 units, 256 features, 365 lead days in float64 is 53 MiB
 MAX_TENSOR_BYTES = max(
-    8 * sum(math.prod(shape) for shape in param_shapes(kind, MAX_INPUT_SIZE, MAX_HIDDEN_SIZE, MAX_NUM_LAYERS).values())
+    8 * sum(math.prod(shape) for shape in param_shapes(kind, MAX_INPUT_SIZE, MAX_HIDDEN_SIZE, MAX_NUM_LAYERS,
+                                                       spec(DataSettings, "horizon")["high"]).values())
     for kind in KINDS
 )
 _MAX_NPY_HEADER = 4096  # numpy writes 128 bytes for our arrays; a longer header is not one of ours
@@ -81,6 +85,12 @@ class LoadedRun:
     def target(self) -> str:
         return self.metadata["target"]
 
+    @property
+    def calibration(self) -> Calibration | None:
+        """The interval half-widths per lead saved with the run, or None (no calibration block)."""
+        intervals = self.metadata.get("intervals")
+        return Calibration.from_dict(intervals) if intervals else None
+
 
 def _iso(timestamp) -> str:
     """A date as 2014-10-19, or with its time when it has one (hourly data); local time, no zone."""
@@ -88,8 +98,9 @@ def _iso(timestamp) -> str:
     return timestamp.date().isoformat() if timestamp == timestamp.normalize() else timestamp.isoformat()
 
 
-def build_metadata(model, config, prepared, metrics=None) -> dict:
-    """The JSON document saved beside the tensors; the data settings come from ``prepared``."""
+def build_metadata(model, config, prepared, metrics=None, calibration: Calibration | None = None) -> dict:
+    """The JSON document saved beside the tensors; the data settings come from ``prepared``;
+    calibration: the run's interval half-widths (``EvaluationResult.calibration``), if any."""
     from rnnlab import __version__
 
     train_dates = prepared.train_frame.index
@@ -104,6 +115,8 @@ def build_metadata(model, config, prepared, metrics=None) -> dict:
         "features": list(prepared.features),
         "target": prepared.target,
         "splits": [float(share) for share in prepared.splits],
+        "calibration": float(prepared.calibration),
+        **({"intervals": calibration.to_dict()} if calibration is not None else {}),
         "train_span": [_iso(train_dates[0]), _iso(train_dates[-1])],
         "scaler": prepared.scaler_stats(),
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
@@ -113,9 +126,9 @@ def build_metadata(model, config, prepared, metrics=None) -> dict:
     }
 
 
-def run_to_bytes(model, config, prepared, metrics=None, fmt="safetensors") -> bytes:
+def run_to_bytes(model, config, prepared, metrics=None, fmt="safetensors", calibration=None) -> bytes:
     """The run as the bytes of a .safetensors or .npz file."""
-    metadata = json.dumps(build_metadata(model, config, prepared, metrics), allow_nan=True)
+    metadata = json.dumps(build_metadata(model, config, prepared, metrics, calibration), allow_nan=True)
     tensors = {name: np.ascontiguousarray(value) for name, value in model.params.items()}
     if fmt == "safetensors":
         from safetensors.numpy import save
@@ -128,13 +141,13 @@ def run_to_bytes(model, config, prepared, metrics=None, fmt="safetensors") -> by
     raise WeightsError(f"Unknown weights format {fmt!r}: choose safetensors or npz.")
 
 
-def save_run(path, model, config, prepared, metrics=None) -> Path:
+def save_run(path, model, config, prepared, metrics=None, calibration=None) -> Path:
     """Write the run to ``path``; the suffix (.safetensors or .npz) picks the format."""
     path = Path(path)
     fmt = {".safetensors": "safetensors", ".npz": "npz"}.get(path.suffix)
     if fmt is None:
         raise WeightsError(f"Save weights as .safetensors or .npz, not {path.suffix or 'a file without a suffix'}.")
-    path.write_bytes(run_to_bytes(model, config, prepared, metrics, fmt))
+    path.write_bytes(run_to_bytes(model, config, prepared, metrics, fmt, calibration))
     return path
 
 
@@ -232,15 +245,37 @@ def _parse_metadata(text) -> dict:
     sha = metadata.get("data_sha256", "")
     if not isinstance(sha, str) or (sha and not _SHA256.fullmatch(sha)):
         raise _damaged("data_sha256", "64 hexadecimal digits", sha)
+    calibration_share = metadata.get("calibration", 0.0)
+    if not _is_number(calibration_share) or not 0 <= calibration_share < 1:
+        raise _damaged("calibration", "a share from 0 to below 1", calibration_share)
     if "splits" in metadata:
         splits = metadata["splits"]
         if (not isinstance(splits, list) or len(splits) != 2 or not all(map(_is_number, splits))
-                or not (0 < splits[0] < 1 and 0 < splits[1] < 1 and sum(splits) < 1)):
-            raise _damaged("splits", "[train share, validation share], both between 0 and 1 with room for a test",
-                           splits)
+                or not (0 < splits[0] < 1 and 0 < splits[1] < 1 and sum(splits) + calibration_share < 1)):
+            raise _damaged("splits", "[train share, validation share], both between 0 and 1 with room for a "
+                           "calibration and a test", splits)
+    if "intervals" in metadata:
+        _check_intervals(metadata["intervals"], metadata["horizon"])
     if "train_span" in metadata and _parse_span(metadata["train_span"]) is None:
         raise _damaged("train_span", "[first training day, last training day] as ISO dates", metadata["train_span"])
     return metadata
+
+
+def _check_intervals(intervals, horizon: int) -> None:
+    """The saved calibration: coverage in (0, 1), one finite half-width ≥ 0 per lead for the model and
+    persistence, a positive window count."""
+    if not isinstance(intervals, dict):
+        raise _damaged("intervals", "an object with coverage, quantiles, persistence_quantiles and windows", intervals)
+    coverage = _require(intervals, "coverage")
+    if not _is_number(coverage) or not 0 < coverage < 1:
+        raise _damaged("intervals.coverage", "a share between 0 and 1", coverage)
+    for key in ("quantiles", "persistence_quantiles"):
+        values = _require(intervals, key)
+        if (not isinstance(values, list) or len(values) != horizon or not all(map(_is_number, values))
+                or not all(value >= 0 for value in values)):
+            raise _damaged(f"intervals.{key}", f"a list of {horizon} finite numbers ≥ 0, one per lead day", values)
+    if not _is_whole(_require(intervals, "windows"), 1, math.inf):
+        raise _damaged("intervals.windows", "a whole number ≥ 1", intervals["windows"])
 
 
 def _parse_span(span) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -478,7 +513,7 @@ def load_run(source, max_tensor_bytes: int = MAX_TENSOR_BYTES) -> LoadedRun:
     spec = metadata["model"]
     kind, dtype = spec["kind"], spec["dtype"]
     sizes = (spec["input_size"], spec["hidden_size"], spec["num_layers"])
-    expected = param_shapes(kind, *sizes)
+    expected = param_shapes(kind, *sizes, output_size=metadata["horizon"])
     if is_npz:
         with archive:
             tensors = _read_npz_tensors(archive, members, expected, dtype, kind, max_tensor_bytes)
@@ -487,7 +522,7 @@ def load_run(source, max_tensor_bytes: int = MAX_TENSOR_BYTES) -> LoadedRun:
     for name, tensor in tensors.items():
         if not np.all(np.isfinite(tensor)):
             raise WeightsError(f"Tensor {name} holds NaN or infinite values: this run cannot predict anything.")
-    model = RecurrentModel(kind, *sizes, params=tensors, dtype=dtype)
+    model = RecurrentModel(kind, *sizes, params=tensors, dtype=dtype, output_size=metadata["horizon"])
     return LoadedRun(model, metadata)
 
 
@@ -521,7 +556,8 @@ class SavedRunScore:
 
 
 def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:
-    """Score a loaded weights file on a table with the run's own settings, split shares and saved scalers.
+    """Score a loaded weights file on a table with the run's own settings, split shares, saved scalers
+    and saved interval calibration.
 
     Raises WeightsError when the table lacks the run's columns.
     """
@@ -532,7 +568,7 @@ def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:
     metadata = run.metadata
     prepared = prepare(table, target=run.target, features=run.features, lookback=metadata["lookback"],
                        horizon=metadata["horizon"], splits=tuple(metadata.get("splits", DEFAULT_SPLITS)),
-                       scaler_stats=metadata["scaler"])
+                       calibration=metadata.get("calibration", 0.0), scaler_stats=metadata["scaler"])
     saved_sha = metadata.get("data_sha256") or None
     same_data = None if saved_sha is None else saved_sha == table.sha256
     trained_on = metadata.get("data_name") or "another file"
@@ -561,7 +597,10 @@ def evaluate_saved_run(run: LoadedRun, table) -> SavedRunScore:
         if count:
             notes.append(f"{count:,} of the {len(prepared.windows[split]['dates']):,} {split} days lie inside the "
                          f"days the model trained on ({span[0]} to {span[1]}): their scores are not a fair test.")
-    return SavedRunScore(prepared, evaluate(run.model, prepared), notes, same_data, overlap)
+    coverage = run.config.get("coverage", 0.9)  # used only by a file that has a calibration block but no intervals
+    coverage = coverage if _is_number(coverage) and 0 < coverage < 1 else 0.9
+    result = evaluate(run.model, prepared, coverage=coverage, calibration=run.calibration)
+    return SavedRunScore(prepared, result, notes, same_data, overlap)
 
 
 # -- snapshots: the per-epoch training state that rewinding and branching continue from ------------------------

@@ -1,10 +1,15 @@
 """From a loaded table to model inputs: target and features, leak guard, chronological split,
 scalers fitted on the training rows only, gap-free windows.
 
-    prepared = prepare(table, target="temp_max", lookback=7, horizon=1)
+    prepared = prepare(table, target="temp_max", lookback=7, horizon=3)
     prepared.count("train")              # how many training windows
     prepared.inputs("train", index)      # (len(index), lookback, n_features) scaled, gathered on demand
-    prepared.targets("train", index)     # (len(index),) scaled target, `horizon` steps after each window
+    prepared.targets("train", index)     # (len(index), horizon) scaled target of lead days 1..horizon
+
+The rows are split in date order into four blocks: train (the model fits these), validation
+(early stopping picks the epoch on these), calibration (the split-conformal intervals are
+calibrated on these: the model neither fits nor stops on them) and test (scored once, at the end).
+Every window lies inside one block: its lookback rows and all its lead days.
 
 Windows are never stored: ``PreparedData`` keeps the scaled rows once, (rows, F), and per split the
 row where each gap-free window starts; ``inputs`` gathers a batch with one fancy index. A 50,000-row
@@ -20,11 +25,11 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
-from rnnlab.errors import (ConstantColumnError, LeakError, NoNumericFeaturesError, SettingError, TargetMissingError,
+from rnnlab.errors import (ConstantColumnError, DataError, LeakError, NoNumericFeaturesError, SettingError, TargetMissingError,
                            TooFewRowsError)
 from rnnlab.tables import LoadedTable, default_target
 
-SPLIT_NAMES = ("train", "validation", "test")
+SPLIT_NAMES = ("train", "validation", "calibration", "test")  # in date order; calibration only when its share > 0
 # a column that matches the target shifted into the future on this share of rows is a leak
 _LEAK_AGREEMENT = 0.95
 
@@ -54,8 +59,9 @@ def find_leaks(table: LoadedTable, target: str, horizon: int, lookback: int) -> 
 
 
 class _SplitWindows(Mapping):
-    """One split's small per-window facts, (n,) each: "dates" (the target's date), "actual" (the
-    target, original units), "persistence" (the target on the window's last row, original units).
+    """One split's small per-window facts: "dates" (n,) (the day lead 1 forecasts; lead k is k − 1
+    steps later), "actual" (n, horizon) (the target on lead days 1..horizon, original units),
+    "persistence" (n, horizon) (the target on the window's last row, for every lead, original units).
 
     "x" and "y" are served too, for older callers, as fresh copies from ``inputs`` and ``targets``;
     they are left out of iteration so that ``dict(...)`` never materialises the windows.
@@ -69,11 +75,12 @@ class _SplitWindows(Mapping):
     def __getitem__(self, key):
         prepared, rows = self._prepared, self._prepared.target_rows(self._split)
         if key == "dates":
-            return prepared.row_dates[rows]
+            return prepared.row_dates[rows[:, 0]]
         if key == "actual":
             return prepared.target_values[rows]
         if key == "persistence":
-            return prepared.target_values[rows - prepared.horizon]
+            last_observed = prepared.target_values[rows[:, 0] - 1]
+            return np.repeat(last_observed[:, None], prepared.horizon, axis=1)
         if key == "x":
             return prepared.inputs(self._split)
         if key == "y":
@@ -94,8 +101,10 @@ class PreparedData:
     values: (rows, F) scaled features of every row of the table, float64;
     target_values: (rows,) the target in original units; row_dates: (rows,) the table's dates;
     starts[split]: (n,) int64, the row where each window begins, in date order. A window covers rows
-    start .. start + lookback − 1 and forecasts row start + lookback − 1 + horizon. Only gap-free
-    windows whose target day was observed (not filled in) are kept.
+    start .. start + lookback − 1 and forecasts rows start + lookback .. start + lookback − 1 + horizon
+    (lead days 1..horizon). Only gap-free windows whose every lead day was observed (not filled in)
+    and lies inside the window's split are kept.
+    calibration: the calibration block's share of the rows (0: no block, no intervals).
     """
 
     target: str
@@ -118,6 +127,7 @@ class PreparedData:
     imputed_targets_dropped: dict  # split name -> gap-free windows dropped because their target day was filled in
     source_sha256: str = ""
     source_name: str = ""
+    calibration: float = 0.0
 
     def count(self, split: str) -> int:
         """How many windows the split has."""
@@ -129,8 +139,8 @@ class PreparedData:
         return starts if index is None else np.atleast_1d(starts[index])
 
     def target_rows(self, split: str, index=None) -> np.ndarray:
-        """(n,) the row each window forecasts."""
-        return self._starts(split, index) + (self.lookback - 1 + self.horizon)
+        """(n, horizon) the rows each window forecasts, lead 1 first."""
+        return self._starts(split, index)[:, None] + (self.lookback + np.arange(self.horizon))
 
     def inputs(self, split: str, index=None, dtype="float64") -> np.ndarray:
         """(n, lookback, F) scaled windows, a fresh array.
@@ -141,13 +151,13 @@ class PreparedData:
         return self.values[rows].astype(dtype, copy=False)
 
     def targets(self, split: str, index=None, dtype="float64") -> np.ndarray:
-        """(n,) scaled target of each window, `horizon` rows after its last row; a fresh array."""
+        """(n, horizon) scaled target of each window on lead days 1..horizon after its last row; a fresh array."""
         actual = self.target_values[self.target_rows(split, index)]
         return ((actual - self.target_mean) / self.target_scale).astype(dtype, copy=False)
 
     @property
     def windows(self) -> dict:
-        """{split: mapping of "dates", "actual", "persistence" (n,)}, built on access from the rows."""
+        """{split: mapping of "dates" (n,), "actual" (n, horizon), "persistence" (n, horizon)}, built on access."""
         return {split: _SplitWindows(self, split) for split in self.starts}
 
     # whole splits, materialised on every access: a copy each time, (n, lookback, F) for x_*
@@ -157,9 +167,10 @@ class PreparedData:
     y_val = property(lambda self: self.targets("validation"))
     x_test = property(lambda self: self.inputs("test"))
     y_test = property(lambda self: self.targets("test"))
-    dates_train = property(lambda self: self.row_dates[self.target_rows("train")])
-    dates_val = property(lambda self: self.row_dates[self.target_rows("validation")])
-    dates_test = property(lambda self: self.row_dates[self.target_rows("test")])
+    # the day lead 1 forecasts, (n,)
+    dates_train = property(lambda self: self.row_dates[self.target_rows("train")[:, 0]])
+    dates_val = property(lambda self: self.row_dates[self.target_rows("validation")[:, 0]])
+    dates_test = property(lambda self: self.row_dates[self.target_rows("test")[:, 0]])
 
     @property
     def n_features(self) -> int:
@@ -188,7 +199,7 @@ class PreparedData:
         from rnnlab.config import DataSettings  # imported here: config imports the models, windows need not
 
         return DataSettings(target=self.target, features=tuple(self.features), lookback=self.lookback,
-                            horizon=self.horizon, splits=tuple(self.splits))
+                            horizon=self.horizon, splits=tuple(self.splits), calibration=self.calibration)
 
 
 def _check_int(name, value, minimum, maximum=None):
@@ -201,7 +212,7 @@ def _check_int(name, value, minimum, maximum=None):
 def _window_starts(day_index, start, stop, lookback, horizon):
     """Start rows of the gap-free windows inside rows start..stop−1, and how many a gap dropped.
 
-    day_index: (rows,) integer steps since the first date. A window and its step to the target are
+    day_index: (rows,) integer steps since the first date. A window and its lead days 1..horizon are
     gap-free when their rows span exactly as many days as rows.
     """
     count = stop - start - lookback - horizon + 1
@@ -211,16 +222,20 @@ def _window_starts(day_index, start, stop, lookback, horizon):
 
 
 def prepare(table: LoadedTable, target: str | None = None, features=None, lookback: int = 7, horizon: int = 1,
-            splits=(0.7, 0.15), scaler_stats: dict | None = None) -> PreparedData:
-    """Scaled, gap-free windows split chronologically into train / validation / test.
+            splits=(0.6, 0.15), scaler_stats: dict | None = None, calibration: float = 0.1,
+            split_rows=None) -> PreparedData:
+    """Scaled, gap-free windows split chronologically into train / validation / calibration / test.
 
     features: column names, or None for every numeric column that neither leaks the target nor is
     constant (those left out are named in ``warnings``); a chosen column that leaks or is constant
     is refused.
-    splits: (train share, validation share); the test share is the rest.
+    splits: (train share, validation share); calibration: the share after validation that
+    calibrates the intervals (0: none); the test share is the rest.
+    split_rows: (validation start, calibration start, test start, test end) as row positions,
+    instead of the shares (the rolling-origin backtest uses it); rows from test end on are unused.
     scaler_stats: reuse saved scaler statistics (from a weights file) instead of fitting new ones.
-    Windows whose target day was filled in from the previous day are left out of every split: they
-    would be trained on and scored as if observed.
+    Windows with a lead day whose target was filled in from the previous day are left out of every
+    split: they would be trained on and scored as if observed.
     """
     frame = table.frame
     target = target or default_target(table)
@@ -232,8 +247,11 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
     _check_int("lookback", lookback, 1, 365)
     _check_int("horizon", horizon, 1, 365)
     train_share, val_share = (float(s) for s in splits)
-    if not (0 < train_share < 1 and 0 < val_share < 1 and train_share + val_share < 1):
-        raise SettingError(f"Split shares must be positive and leave room for a test split, got {splits!r}.")
+    calibration = float(calibration)
+    if not (0 < train_share < 1 and 0 < val_share < 1 and 0 <= calibration < 1
+            and train_share + val_share + calibration < 1):
+        raise SettingError(f"Split shares must be positive and leave room for a test split, got {splits!r} "
+                           f"with calibration {calibration!r}.")
 
     # constant after forward fill counts: a flag set on a few days and empty elsewhere ends up all one value
     constant = [c for c in columns if frame[c].nunique() <= 1]
@@ -276,9 +294,18 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
         raise NoNumericFeaturesError("No features are left to learn from: choose at least one numeric column.")
 
     rows = len(frame)
-    bounds = [0, int(round(rows * train_share)), int(round(rows * (train_share + val_share))), rows]
+    if split_rows is None:
+        shares = np.cumsum([train_share, val_share, calibration])
+        bounds = [0, *(int(round(rows * share)) for share in shares), rows]
+    else:
+        bounds = [0, *(int(row) for row in split_rows)]
+        if len(bounds) != 5 or not all(a <= b for a, b in zip(bounds, bounds[1:])) or bounds[-1] > rows:
+            raise SettingError(f"split_rows must be four increasing row positions up to {rows}, got {split_rows!r}.")
+    # (name, first row, end row) of every split in use: the calibration block only when it has rows
+    blocks = [(name, start, stop) for name, start, stop in zip(SPLIT_NAMES, bounds[:-1], bounds[1:])
+              if name != "calibration" or stop > start]
     needed = lookback + horizon
-    for name, start, stop in zip(SPLIT_NAMES, bounds[:-1], bounds[1:]):
+    for name, start, stop in blocks:
         if stop - start < needed:
             raise TooFewRowsError(
                 f"The {name} split has {stop - start} rows but lookback {lookback} + horizon {horizon} needs "
@@ -304,13 +331,14 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
     target_filled = table.filled_mask[target].to_numpy()
 
     starts, dropped, imputed = {}, {}, {}
-    for name, start, stop in zip(SPLIT_NAMES, bounds[:-1], bounds[1:]):
+    for name, start, stop in blocks:
         split_starts, dropped[name] = _window_starts(day_index, start, stop, lookback, horizon)
         if len(split_starts) == 0:
             raise TooFewRowsError(
                 f"The {name} split has no window of {lookback} days without a gap in the dates: use a shorter lookback."
             )
-        observed = ~target_filled[split_starts + lookback - 1 + horizon]
+        lead_rows = split_starts[:, None] + (lookback + np.arange(horizon))  # (n, horizon)
+        observed = ~target_filled[lead_rows].any(axis=1)
         imputed[name] = int((~observed).sum())
         starts[name] = split_starts[observed]
         if len(starts[name]) == 0:
@@ -321,20 +349,45 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
     notes = list(table.notes)
     if sum(dropped.values()):
         notes.append(f"Dropped {sum(dropped.values()):,} windows that would span a gap in the dates.")
-    if sum(imputed.values()):
+    if sum(imputed.values()) and horizon > 1:
+        notes.append(f"Left out {sum(imputed.values()):,} windows with a '{target}' filled in, not observed, on one "
+                     f"of their {horizon} lead days.")
+    elif sum(imputed.values()):
         notes.append(f"Left out {sum(imputed.values()):,} windows whose target on that day was filled in, not observed.")
     return PreparedData(target, features, lookback, horizon, (train_share, val_share), np.asarray(feature_mean),
                         np.asarray(feature_scale), target_mean, target_scale, values, frame[target].to_numpy().copy(),
                         frame.index, starts, train_frame, warnings, notes, dropped, imputed, table.sha256,
-                        table.source_name)
+                        table.source_name, calibration)
 
 
-def latest_window(table: LoadedTable, prepared: PreparedData) -> tuple[np.ndarray, pd.Timestamp] | None:
-    """The last `lookback` rows as one scaled window (1, lookback, F) and the date it forecasts, if gap-free."""
+def last_rows(table: LoadedTable, features, lookback: int, horizon: int) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """The table's last ``lookback`` rows of ``features`` in original units, (lookback, F), and the
+    ``horizon`` days after its last date, (horizon,), that a window of them forecasts.
+
+    Raises DataError (one sentence) when those rows span a gap in the dates or hold a value that was
+    filled in rather than observed: a forecast from them would rest on made-up inputs.
+    """
     frame = table.frame
-    tail = frame.iloc[-prepared.lookback :]
-    span = (tail.index[-1] - tail.index[0]) / table.step
-    if len(tail) < prepared.lookback or round(span) != prepared.lookback - 1:
-        return None
-    x = prepared.scale_features(tail[prepared.features].to_numpy())[None]
-    return x, tail.index[-1] + prepared.horizon * table.step
+    tail = frame.iloc[-lookback:]
+    last = tail.index[-1]
+    if len(tail) < lookback:
+        raise DataError(f"The data has {len(tail)} rows but a forecast needs the last {lookback}: use a longer file.")
+    if round((last - tail.index[0]) / table.step) != lookback - 1:
+        raise DataError(f"The last {lookback} rows (up to {last.date()}) span a gap in the dates, so there is no "
+                        f"complete window to forecast from: add the missing days.")
+    columns = list(dict.fromkeys(features))
+    filled = table.filled_mask[columns].iloc[-lookback:].to_numpy()
+    if filled.any():
+        row = int(np.flatnonzero(filled.any(axis=1))[-1])
+        names = ", ".join(np.asarray(columns)[filled[row]])
+        raise DataError(f"The last {lookback} rows have missing values ({names} on {tail.index[row].date()}, filled "
+                        f"in from the day before), so a forecast would rest on made-up inputs: add the missing values.")
+    dates = pd.DatetimeIndex([last + lead * table.step for lead in range(1, horizon + 1)])
+    return tail[list(features)].to_numpy(), dates
+
+
+def latest_window(table: LoadedTable, prepared: PreparedData) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """The table's last ``lookback`` rows as one scaled window (1, lookback, F) and the horizon days
+    after its last date, (horizon,); raises DataError as :func:`last_rows` does."""
+    values, dates = last_rows(table, prepared.features, prepared.lookback, prepared.horizon)
+    return prepared.scale_features(values)[None], dates

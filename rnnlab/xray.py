@@ -4,7 +4,8 @@ Every function computes on demand from a model and windows it is given (plain Nu
 no state), so the dashboard and the CLI call the same code and nothing runs while a model trains.
 Windows are scaled model inputs: one window is ``x_window`` (lookback, F), many are ``x_windows``
 (n, lookback, F); predictions and attributions are in the scaled target units the model predicts
-(multiply by ``prepared.target_scale`` for the target's own units). Row ``t`` of a (lookback, …)
+(multiply by ``prepared.target_scale`` for the target's own units). A model forecasting several lead
+days is explained one lead at a time: ``lead`` (1..H, default 1) picks the output. Row ``t`` of a (lookback, …)
 array is step ``t`` of the window; lag ``lookback − 1 − t`` counts days back from its last day.
 """
 
@@ -30,13 +31,22 @@ CHUNK_WINDOWS = 1024  # windows per forward/backward pass: bounded memory (LSTM(
 # ---------------------------------------------------------------------------------------------
 def _float64_copy(model: RecurrentModel) -> RecurrentModel:
     """An independent float64 model with the same weights (the caller's model is never touched)."""
-    return RecurrentModel(model.kind, model.input_size, model.hidden_size, model.num_layers, model.params, "float64")
+    return RecurrentModel(model.kind, model.input_size, model.hidden_size, model.num_layers, model.params, "float64",
+                          model.output_size)
 
 
 def _mse(model: RecurrentModel, x, y) -> float:
-    """The loss ``loss_and_grads`` differentiates, from a forward pass alone."""
-    error = model.predict(x) - y
+    """The loss ``loss_and_grads`` differentiates (mean over windows and lead days), from a forward pass alone."""
+    prediction = model.predict(x)
+    error = prediction - y.reshape(prediction.shape)
     return float(np.mean(error * error))
+
+
+def _lead_prediction(model: RecurrentModel, x, lead: int) -> np.ndarray:
+    """(n,) the forecast of one lead day (1..H) for windows x (n, lookback, F)."""
+    if isinstance(lead, bool) or not isinstance(lead, (int, np.integer)) or not 1 <= lead <= model.output_size:
+        raise ValueError(f"lead must be a whole number from 1 to {model.output_size}, got {lead!r}.")
+    return model.predict(x)[:, lead - 1]
 
 
 def _status(max_rel_error: float) -> str:
@@ -48,7 +58,7 @@ def _status(max_rel_error: float) -> str:
 def gradient_check(model: RecurrentModel, x, y, entries_per_param=8, eps=1e-6, seed=0) -> pd.DataFrame:
     """Central finite differences in float64 against ``loss_and_grads`` on a sample of every parameter.
 
-    x: (batch, lookback, F) a real batch; y: (batch,) its scaled targets.
+    x: (batch, lookback, F) a real batch; y: (batch, H) (or (batch,) for H = 1) its scaled targets.
     entries_per_param: entries checked per parameter, drawn without replacement (None: every entry).
     Each checked entry gives |analytic − numeric| / max(|analytic|, |numeric|, floor). The floor is
     the smallest gradient central differences measure to 1e-6 with room to spare (10 × machine
@@ -64,7 +74,7 @@ def gradient_check(model: RecurrentModel, x, y, entries_per_param=8, eps=1e-6, s
     started = time.perf_counter()
     checked = _float64_copy(model)
     x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(len(x), model.output_size)
     loss, grads = checked.loss_and_grads(x, y)
     # a central difference resolves a gradient only to about machine epsilon × |loss| / eps (the
     # rounding of the two losses); an entry below 10 × that resolution / GREEN_BELOW cannot be
@@ -182,7 +192,7 @@ def _check_steps(steps) -> int:
     return int(steps)
 
 
-def _path_attributions(model: RecurrentModel, x, base, steps) -> np.ndarray:
+def _path_attributions(model: RecurrentModel, x, base, steps, lead=1) -> np.ndarray:
     """Integrated gradients of many windows: x, base (n, lookback, F) -> attributions (n, lookback, F).
 
     The straight path base + α (x − base) is sampled at α = 0, 1/steps, …, 1 and the gradients are
@@ -198,14 +208,14 @@ def _path_attributions(model: RecurrentModel, x, base, steps) -> np.ndarray:
         xs, bases = x[start : start + per_chunk], base[start : start + per_chunk]
         delta = xs - bases
         path = bases[:, None] + alphas[None, :, None, None] * delta[:, None]  # (n, steps+1, lookback, F)
-        gradient = model.input_gradient(path.reshape(-1, *x.shape[1:])).reshape(path.shape)
+        gradient = model.input_gradient(path.reshape(-1, *x.shape[1:]), lead=lead).reshape(path.shape)
         attributions[start : start + per_chunk] = delta * np.tensordot(weights, gradient, axes=(0, 1))
     return attributions
 
 
 def integrated_gradients(model: RecurrentModel, x_window, baseline=None, steps=64, tolerance=0.01,
-                         max_steps=4096):
-    """Integrated gradients (Sundararajan et al., 2017) of the forecast for one window.
+                         max_steps=4096, lead=1):
+    """Integrated gradients (Sundararajan et al., 2017) of the forecast of one lead day for one window.
 
     x_window: (lookback, F); baseline: (lookback, F) or broadcastable, default zeros = the training
     mean after scaling. Uses the exact input gradient of the prediction (``model.input_gradient``)
@@ -221,8 +231,8 @@ def integrated_gradients(model: RecurrentModel, x_window, baseline=None, steps=6
     x = _window(model, x_window)
     base = _baseline(baseline, x.shape)
     steps = _check_steps(steps)
-    attributions = _path_attributions(model, x[None], base[None], steps)[0]
-    prediction, baseline_prediction = (float(value) for value in model.predict(np.stack([x, base])))
+    attributions = _path_attributions(model, x[None], base[None], steps, lead)[0]
+    prediction, baseline_prediction = (float(value) for value in _lead_prediction(model, np.stack([x, base]), lead))
     difference = prediction - baseline_prediction
 
     def relative_gap(total):
@@ -231,7 +241,7 @@ def integrated_gradients(model: RecurrentModel, x_window, baseline=None, steps=6
     steps_for = None
     trial = 1
     while difference != 0 and trial <= max_steps:
-        total = attributions.sum() if trial == steps else _path_attributions(model, x[None], base[None], trial).sum()
+        total = attributions.sum() if trial == steps else _path_attributions(model, x[None], base[None], trial, lead).sum()
         if relative_gap(total) < tolerance:
             steps_for = trial
             break
@@ -244,7 +254,7 @@ def integrated_gradients(model: RecurrentModel, x_window, baseline=None, steps=6
     return attributions, completeness
 
 
-def mean_abs_attribution(model: RecurrentModel, x_windows, steps=32, baseline=None) -> np.ndarray:
+def mean_abs_attribution(model: RecurrentModel, x_windows, steps=32, baseline=None, lead=1) -> np.ndarray:
     """Mean |integrated gradient| over many windows: x_windows (n, lookback, F) -> (lookback, F).
 
     Which days back and which variables the model uses, on average; baseline as in
@@ -257,12 +267,12 @@ def mean_abs_attribution(model: RecurrentModel, x_windows, steps=32, baseline=No
     per_chunk = max(1, CHUNK_WINDOWS // (steps + 1))
     for start in range(0, len(x), per_chunk):
         chunk = x[start : start + per_chunk]
-        attributions = _path_attributions(model, chunk, np.broadcast_to(base, chunk.shape), steps)
+        attributions = _path_attributions(model, chunk, np.broadcast_to(base, chunk.shape), steps, lead)
         total += np.abs(attributions).sum(axis=0)
     return total / len(x)
 
 
-def occlusion(model: RecurrentModel, x_window, baseline=None, by="lag") -> np.ndarray:
+def occlusion(model: RecurrentModel, x_window, baseline=None, by="lag", lead=1) -> np.ndarray:
     """How much the forecast moves when part of the window is replaced by the baseline.
 
     x_window: (lookback, F); baseline as in :func:`integrated_gradients` (default zeros, the training
@@ -283,7 +293,7 @@ def occlusion(model: RecurrentModel, x_window, baseline=None, by="lag") -> np.nd
         occluded[np.arange(lookback * features), steps, columns] = base[steps, columns]
     else:
         raise ValueError(f"by must be 'lag' or 'cell', got {by!r}.")
-    predictions = model.predict(np.concatenate([x[None], occluded]))
+    predictions = _lead_prediction(model, np.concatenate([x[None], occluded]), lead)
     change = predictions[0] - predictions[1:]
     return change if by == "lag" else change.reshape(lookback, features)
 
@@ -302,26 +312,30 @@ def attribution_table(values, features) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # Choosing the day
 # ---------------------------------------------------------------------------------------------
-def worst_day(predictions: pd.DataFrame, split="test") -> pd.Timestamp:
-    """The date of ``split`` whose forecast missed most: predictions has date, split, actual, predicted
-    (``EvaluationResult.predictions``)."""
+def worst_day(predictions: pd.DataFrame, split="test", lead=1) -> pd.Timestamp:
+    """The date of ``split`` whose forecast of ``lead`` days ahead missed most: predictions has date,
+    split, actual, predicted and, for several lead days, lead (``EvaluationResult.predictions``)."""
     rows = predictions[predictions["split"] == split]
+    if "lead" in rows:
+        rows = rows[rows["lead"] == lead]
     if rows.empty:
         raise ValueError(f"There are no {split} days to choose the worst-predicted day from.")
     return pd.Timestamp(rows["date"].iloc[int(np.argmax(np.abs(rows["actual"] - rows["predicted"]).to_numpy()))])
 
 
-def window_for_date(prepared, date, splits=("validation", "test", "train")) -> tuple[str, int]:
-    """(split, index) of the window whose forecast is for ``date``; ``prepared.inputs(split, index)``
-    gathers it. Raises ValueError naming the days that have a window when none forecasts ``date``."""
+def window_for_date(prepared, date, splits=("validation", "test", "train"), lead=1) -> tuple[str, int]:
+    """(split, index) of the window whose forecast of ``lead`` days ahead is for ``date``;
+    ``prepared.inputs(split, index)`` gathers it. Raises ValueError naming the days that have a
+    window when none forecasts ``date``."""
     date = pd.Timestamp(date)
     day_only = date == date.normalize()  # a plain date matches its day's first window in hourly data
-    for split in splits:
-        dates = pd.DatetimeIndex(prepared.windows[split]["dates"])
+    forecast_days = {split: pd.DatetimeIndex(prepared.row_dates[prepared.target_rows(split)[:, lead - 1]])
+                     for split in splits}
+    for split, dates in forecast_days.items():
         found = np.flatnonzero((dates.normalize() if day_only else dates) == date)
         if len(found):
             return split, int(found[0])
     spans = [f"{split} {pd.Timestamp(d.min()).date()} to {pd.Timestamp(d.max()).date()}"
-             for split in splits if len(d := pd.DatetimeIndex(prepared.windows[split]["dates"]))]
+             for split, d in forecast_days.items() if len(d)]
     raise ValueError(f"No window forecasts {date.date()}: the forecast days are {'; '.join(spans)} "
                      f"(days after a gap or a filled-in target have no window).")

@@ -43,7 +43,9 @@ def test_train_writes_every_artifact(trained_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["test"]) == {"model", "persistence", "climatology", "least squares"}
     predictions = pd.read_csv(out / "predictions.csv", parse_dates=["date"])
-    assert list(predictions.columns) == ["date", "split", "actual", "predicted", "persistence"]
+    # one row per window and lead day, with the conformal interval of the model
+    assert list(predictions.columns) == ["date", "split", "lead", "actual", "predicted", "lower", "upper", "persistence"]
+    assert (predictions["lower"] < predictions["predicted"]).all() and (predictions["lead"] == 1).all()
     assert "epoch   3/3" in done.stderr  # the progress bar
 
 
@@ -54,7 +56,8 @@ def test_saved_weights_reproduce_the_predictions_file(trained_dir):
                        lookback=run.metadata["lookback"])
     predictions = pd.read_csv(out / "predictions.csv")
     test = predictions[predictions["split"] == "test"]
-    np.testing.assert_allclose(prepared.inverse_target(run.model.predict(prepared.x_test)), test["predicted"], rtol=1e-12)
+    predicted = prepared.inverse_target(run.model.predict(prepared.x_test))  # (n, 1): one lead day
+    np.testing.assert_allclose(predicted[:, 0], test["predicted"], rtol=1e-12)
 
 
 def test_evaluate_and_predict_on_a_saved_run(trained_dir, tmp_path):

@@ -15,9 +15,9 @@ def _random_batch(input_size=3, batch=4, lookback=5, seed=0):
     return rng.normal(size=(batch, lookback, input_size)), rng.normal(size=batch)
 
 
-def _model_with_nonzero_biases(kind, num_layers, hidden=4, input_size=3, seed=3):
+def _model_with_nonzero_biases(kind, num_layers, hidden=4, input_size=3, seed=3, output_size=1):
     """A model whose weights are large enough that every gate works away from its linear zone."""
-    model = rnnlab.create_model(kind, input_size, hidden, num_layers=num_layers, seed=seed)
+    model = rnnlab.create_model(kind, input_size, hidden, num_layers=num_layers, seed=seed, output_size=output_size)
     rng = np.random.default_rng(seed + 100)
     model.set_params({name: rng.uniform(-0.9, 0.9, size=p.shape) for name, p in model.params.items()})
     return model
@@ -223,23 +223,26 @@ def _torch_twin(model):
         def __init__(self):
             super().__init__()
             self.rnn = cls(model.input_size, model.hidden_size, model.num_layers, batch_first=True)
-            self.head = torch.nn.Linear(model.hidden_size, 1)
+            self.head = torch.nn.Linear(model.hidden_size, model.output_size)
 
         def forward(self, x):
             out, _ = self.rnn(x)
-            return self.head(out[:, -1]).squeeze(-1)
+            return self.head(out[:, -1])  # (batch, lead days)
 
     twin = Twin().double()
     twin.load_state_dict({name: torch.from_numpy(p.copy()) for name, p in model.params.items()})
     return torch, twin
 
 
+@pytest.mark.parametrize("output_size", [1, 3])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("kind", KINDS)
-def test_forward_and_gradients_equal_pytorch(kind, num_layers):
-    model = _model_with_nonzero_biases(kind, num_layers, hidden=6)
+def test_forward_and_gradients_equal_pytorch(kind, num_layers, output_size):
+    """The head is nn.Linear(hidden, H): one output per lead day, the loss their mean."""
+    model = _model_with_nonzero_biases(kind, num_layers, hidden=6, output_size=output_size)
     torch, twin = _torch_twin(model)
-    x, y = _random_batch(batch=7, lookback=9)
+    x, _ = _random_batch(batch=7, lookback=9)
+    y = np.random.default_rng(1).normal(size=(7, output_size))
     loss, grads = model.loss_and_grads(x, y)
     prediction = twin(torch.from_numpy(x))
     torch_loss = torch.mean((prediction - torch.from_numpy(y)) ** 2)

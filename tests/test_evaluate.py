@@ -14,7 +14,7 @@ class _Oracle:
     """A 'model' that predicts the true scaled target: every metric must say it is perfect."""
 
     def __init__(self, prepared):
-        self.lookup = {x.tobytes(): y for split in ("train", "validation", "test")
+        self.lookup = {x.tobytes(): y for split in ("train", "validation", "calibration", "test")
                        for x, y in zip(prepared.inputs(split), prepared.targets(split))}
 
     def predict(self, x):

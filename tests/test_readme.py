@@ -212,7 +212,7 @@ def _check_cli_output(line: str, done, workdir: Path) -> None:
     elif command == "predict":
         predictions = pd.read_csv(workdir / _option(words, "--out"))
         assert list(predictions.columns) == _backticked_after("`predict` writes", "for every window")
-        assert set(predictions["split"]) == {"train", "validation", "test", "forecast"}
+        assert set(predictions["split"]) == {"train", "validation", "calibration", "test", "forecast"}
     else:
         pytest.fail(f"the README runs a command this test does not know what to expect of: {line}")
 

@@ -113,9 +113,9 @@ def saved(trained, seattle_prepared):
 
 
 def test_the_split_shares_and_training_days_are_saved(saved, seattle_prepared):
-    assert saved.metadata["splits"] == [0.7, 0.15]
+    assert saved.metadata["splits"] == [0.6, 0.15] and saved.metadata["calibration"] == 0.1
     index = seattle_prepared.train_frame.index
-    assert saved.metadata["train_span"] == ["2012-01-01", "2014-10-19"] == [str(index[0].date()), str(index[-1].date())]
+    assert saved.metadata["train_span"] == ["2012-01-01", "2014-05-26"] == [str(index[0].date()), str(index[-1].date())]
 
 
 def test_on_its_own_data_a_run_scores_without_notes(saved, seattle_table):
@@ -127,17 +127,17 @@ def test_on_its_own_data_a_run_scores_without_notes(saved, seattle_table):
 
 
 def test_other_data_inside_the_training_days_says_how_many_days_are_not_a_fair_test(saved):
-    # 2012-06-01 .. 2015-01-31 split 70/15/15: validation ends before 2014-10-19, test straddles it
-    table = load_csv(_csv_rows("2012-06-01", "2015-01-31"), name="partial.csv")
+    # 2012-01-01 .. 2014-09-30 split 60/15/10/15: validation ends before 2014-05-26, test straddles it
+    table = load_csv(_csv_rows("2012-01-01", "2014-09-30"), name="partial.csv")
     score = evaluate_saved_run(saved, table)
     test_dates = score.prepared.windows["test"]["dates"]
-    inside = int((test_dates <= pd.Timestamp("2014-10-19")).sum())
+    inside = int((test_dates <= pd.Timestamp("2014-05-26")).sum())
     assert 0 < inside < len(test_dates)
     assert score.same_data is False
     assert score.overlap == {"validation": len(score.prepared.windows["validation"]["dates"]), "test": inside}
     assert score.notes[0].startswith("These weights were trained on seattle_weather.csv; this is different data")
     assert (f"{inside} of the {len(test_dates)} test days lie inside the days the model trained on "
-            f"(2012-01-01 to 2014-10-19): their scores are not a fair test.") in score.notes
+            f"(2012-01-01 to 2014-05-26): their scores are not a fair test.") in score.notes
     assert any(note.startswith(f"{score.overlap['validation']} of the") for note in score.notes)
 
 

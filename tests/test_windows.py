@@ -8,7 +8,7 @@ import pytest
 from rnnlab import errors
 from rnnlab.evaluate import evaluate
 from rnnlab.tables import load_csv
-from rnnlab.windows import SPLIT_NAMES, find_leaks, prepare
+from rnnlab.windows import find_leaks, prepare
 
 
 def _table(rows=300, seed=0, blank_target_rows=(), **columns):
@@ -77,9 +77,10 @@ def test_windows_forecasting_a_filled_in_day_are_left_out_of_every_split_and_cou
     table = _table(rows, blank_target_rows=blank)
     filled_dates = set(table.frame.index[table.filled_mask["tmax"]])
     assert len(filled_dates) == len(blank)
-    prepared = prepare(table, target="tmax", lookback=lookback)
+    # the layout before the calibration block (train 70 %, validation 15 %, test 15 %), as the counts below assume
+    prepared = prepare(table, target="tmax", lookback=lookback, splits=(0.7, 0.15), calibration=0.0)
     bounds = [0, 210, 255, 300]  # 70 % and 85 % of 300 rows
-    for split, start, stop in zip(SPLIT_NAMES, bounds[:-1], bounds[1:]):
+    for split, start, stop in zip(("train", "validation", "test"), bounds[:-1], bounds[1:]):
         dates = prepared.windows[split]["dates"]
         assert not filled_dates & set(dates)
         candidates = table.frame.index[start + lookback : stop]  # every day a window of this split forecasts
@@ -122,7 +123,8 @@ def _big_table(rows=50_000, columns=10, seed=1):
 @pytest.fixture(scope="module")
 def big():
     table = _big_table()
-    return table, prepare(table, target="c0", lookback=60, horizon=1)
+    # train 70 % / validation 15 % / test 15 %, no calibration block: the reference loop below splits so
+    return table, prepare(table, target="c0", lookback=60, horizon=1, splits=(0.7, 0.15), calibration=0.0)
 
 
 def _reference_windows(table, features, target, lookback, horizon, start, stop, mean, scale):
@@ -158,13 +160,14 @@ def test_gathered_windows_equal_a_slow_loop_over_rows(big):
     assert prepared.count("test") == len(x_ref)
     index = np.random.default_rng(0).choice(len(x_ref), 256, replace=False)
     np.testing.assert_allclose(prepared.inputs("test", index), x_ref[index], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(prepared.inverse_target(prepared.targets("test", index)), y_ref[index], rtol=1e-12)
+    # targets are (n, horizon): one column at horizon 1
+    np.testing.assert_allclose(prepared.inverse_target(prepared.targets("test", index))[:, 0], y_ref[index], rtol=1e-12)
     np.testing.assert_allclose(prepared.inputs("test", slice(10, 20)), x_ref[10:20], rtol=1e-12, atol=1e-12)
     as_float32 = prepared.inputs("test", index, dtype="float32")
     assert as_float32.dtype == np.float32 and as_float32.shape == (256, lookback, prepared.n_features)
     assert prepared.targets("test", index, dtype="float32").dtype == np.float32
     # one gap in each split: the lookback + horizon - 1 windows that would reach across it are dropped
-    assert prepared.dropped_windows == {split: lookback for split in SPLIT_NAMES}
+    assert prepared.dropped_windows == {split: lookback for split in ("train", "validation", "test")}
 
 
 def test_gathered_windows_are_fresh_arrays_and_the_old_names_still_work(seattle_prepared):

@@ -196,13 +196,13 @@ def test_input_gradient_matches_central_finite_differences(kind, num_layers):
     model = _model(kind, input_size=3, hidden=4, num_layers=num_layers)
     x = np.random.default_rng(5).normal(size=(3, 5, 3))
     prediction, gradient = model.input_gradient(x, return_prediction=True)
-    np.testing.assert_array_equal(prediction, model.predict(x))
+    np.testing.assert_array_equal(prediction, model.predict(x)[:, 0])  # predict is (batch, lead days); lead 1
     eps, numeric = 1e-6, np.empty_like(x)
     for index in np.ndindex(x.shape):
         plus, minus = x.copy(), x.copy()
         plus[index] += eps
         minus[index] -= eps
-        numeric[index] = (model.predict(plus)[index[0]] - model.predict(minus)[index[0]]) / (2 * eps)
+        numeric[index] = (model.predict(plus)[index[0], 0] - model.predict(minus)[index[0], 0]) / (2 * eps)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-9)
 
 
