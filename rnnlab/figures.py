@@ -20,6 +20,8 @@ from plotly.subplots import make_subplots
 COLORS = {
     "train": "#1f77b4", "validation": "#ff7f0e", "actual": "#222222", "model": "#d62728",
     "persistence": "#7f7f7f", "threshold": "#d62728", "clipped": "rgba(148, 103, 189, 0.35)",
+    "interval": "rgba(214, 39, 40, 0.15)", "forecast": "#9467bd", "forecast_interval": "rgba(148, 103, 189, 0.25)",
+    "climatology": "#2ca02c", "least squares": "#1f77b4", "nominal": "#444444",
 }
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 # units of the columns of the two data sets this project knows (data/README.md, shared/data/README.md)
@@ -180,30 +182,68 @@ def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "",
     return figure
 
 
-def _split_rows(predictions: pd.DataFrame, split: str, unit: str):
-    """The prediction rows of one split, and the unit as an axis-title suffix."""
-    return predictions[predictions["split"] == split], (f" ({unit})" if unit else "")
+def _split_rows(predictions: pd.DataFrame, split: str, unit: str, lead: int = 1):
+    """The prediction rows of one split (of one lead day, when there are several), and the unit as an
+    axis-title suffix."""
+    rows = predictions[predictions["split"] == split]
+    if "lead" in rows:
+        rows = rows[rows["lead"] == lead]
+    return rows, (f" ({unit})" if unit else "")
 
 
-def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
-    """Actual target, the model's forecast and persistence on the dates of one split."""
-    rows, unit_text = _split_rows(predictions, split, unit)
+def _lead_text(predictions: pd.DataFrame, lead: int) -> str:
+    """', 3 days ahead' when the predictions hold several lead days, else ''."""
+    if "lead" not in predictions or predictions["lead"].max() <= 1:
+        return ""
+    return f", {lead} day{'s' if lead > 1 else ''} ahead"
+
+
+def _band(figure: go.Figure, dates, lower, upper, name: str, color: str) -> None:
+    """A filled band between lower and upper (upper first, then lower filled to it)."""
+    figure.add_scatter(x=dates, y=upper, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip",
+                       name=f"{name} upper")
+    figure.add_scatter(x=dates, y=lower, mode="lines", line=dict(width=0), fill="tonexty", fillcolor=color,
+                       name=name, hoverinfo="skip")
+
+
+def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test", lead: int = 1,
+                       forecast: pd.DataFrame | None = None) -> go.Figure:
+    """Actual target, the model's forecast and persistence on the dates of one split, for one lead day.
+
+    predictions: ``EvaluationResult.predictions``; when it has ``lower`` and ``upper`` the interval is
+    drawn as a band. forecast: ``forecast.next_days`` (date, lead, predicted, lower, upper), drawn
+    after the data as a separate, shaded segment labelled "forecast".
+    """
+    rows, unit_text = _split_rows(predictions, split, unit, lead)
     if rows.empty:
         return _empty("Predictions", f"No predictions for the {split} dates.")
     figure = go.Figure()
+    if {"lower", "upper"} <= set(rows.columns) and rows["lower"].notna().any():
+        _band(figure, rows["date"], rows["lower"], rows["upper"], "interval", COLORS["interval"])
     figure.add_scatter(x=rows["date"], y=rows["actual"], name="actual", mode="lines", line=dict(color=COLORS["actual"], width=1.5))
     figure.add_scatter(x=rows["date"], y=rows["persistence"], name="persistence (same as last day)", mode="lines",
                        line=dict(color=COLORS["persistence"], width=1, dash="dot"))
     figure.add_scatter(x=rows["date"], y=rows["predicted"], name="model", mode="lines", line=dict(color=COLORS["model"], width=1.5))
-    figure.update_layout(title=f"{target}: forecast vs actual, {split} dates", **_LAYOUT)
+    if forecast is not None and len(forecast):
+        if forecast["lower"].notna().any():
+            _band(figure, forecast["date"], forecast["lower"], forecast["upper"], "forecast interval",
+                  COLORS["forecast_interval"])
+        figure.add_scatter(x=forecast["date"], y=forecast["predicted"], name="forecast (next days)",
+                           mode="lines+markers", line=dict(color=COLORS["forecast"], width=2, dash="dash"),
+                           marker=dict(size=6, symbol="diamond"))
+        figure.add_vrect(x0=forecast["date"].min() - pd.Timedelta(hours=12), x1=forecast["date"].max(),
+                         fillcolor="rgba(148, 103, 189, 0.08)", line_width=0, annotation_text="forecast",
+                         annotation_position="top left")
+    figure.update_layout(title=f"{target}: forecast vs actual, {split} dates{_lead_text(predictions, lead)}", **_LAYOUT)
     figure.update_xaxes(title_text="date")
     figure.update_yaxes(title_text=f"{target}{unit_text}")
     return figure
 
 
-def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test") -> go.Figure:
+def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test",
+                     lead: int = 1) -> go.Figure:
     """Forecast error (actual − predicted) over time for the model and persistence, and their spread."""
-    rows, unit_text = _split_rows(predictions, split, unit)
+    rows, unit_text = _split_rows(predictions, split, unit, lead)
     if rows.empty:
         return _empty("Residuals", f"No predictions for the {split} dates.")
     figure = make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], shared_yaxes=True, horizontal_spacing=0.03)
@@ -461,6 +501,103 @@ def occlusion_figure(changes, title: str = "Occlusion: forecast change when one 
     figure.update_layout(title=title, **{**_LAYOUT, "height": 320})
     figure.update_xaxes(title_text="day in the lookback window")
     figure.update_yaxes(title_text="forecast change (scaled target)")
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Forecasts: skill by lead day, interval coverage, the rolling-origin backtest
+# ---------------------------------------------------------------------------------------------
+def skill_by_lead_figure(lead_metrics: pd.DataFrame, split: str = "test", metric: str = "MSE",
+                         unit: str = "") -> go.Figure:
+    """One line per predictor (model and each baseline): ``metric`` per lead day on one split.
+
+    lead_metrics: ``EvaluationResult.lead_metrics``, MultiIndex (predictor, split, lead). MSE shows how
+    the error grows with the lead time; "skill" (1 − MSE / persistence's) shows where the model stops
+    beating "same as the last day".
+    """
+    if lead_metrics is None or lead_metrics.empty:
+        return _empty("Skill by lead day", "No scores per lead day.")
+    table = lead_metrics.xs(split, level="split")[metric].unstack("predictor")
+    leads = [int(lead) for lead in table.index]
+    figure = go.Figure()
+    for name in table.columns:
+        if metric == "skill" and name == "persistence":
+            continue  # 0 by definition: drawn as the reference line below
+        model = name == "model"
+        figure.add_scatter(x=leads, y=table[name], name=name, mode="lines+markers",
+                           line=dict(color=COLORS.get(name, "#444"), width=2.5 if model else 1.5,
+                                     dash="solid" if model else "dot"), marker=dict(size=8 if model else 6))
+    if metric == "skill":
+        figure.add_hline(y=0, line=dict(color=COLORS["persistence"], dash="dash"), annotation_text="persistence",
+                         annotation_position="bottom right")
+    labels = {"MSE": f"MSE ({_squared(unit)})", "RMSE": f"RMSE{f' ({unit})' if unit else ''}",
+              "MAE": f"MAE{f' ({unit})' if unit else ''}", "skill": "skill vs persistence (1 − MSE / MSE persistence)",
+              "R2": "R²"}
+    figure.update_layout(title=f"{metric} by lead day, {split} dates", **{**_LAYOUT, "hovermode": "x"})
+    _count_axis(figure, min(leads), max(leads), "lead (days ahead)")
+    figure.update_yaxes(title_text=labels.get(metric, metric))
+    return figure
+
+
+def coverage_figure(intervals: pd.DataFrame, split: str = "test") -> go.Figure:
+    """Nominal against empirical coverage per lead day for the model's and persistence's intervals.
+
+    intervals: ``EvaluationResult.interval_table(split)``, rows (predictor, lead) with coverage, width,
+    winkler, nominal. Points near the dashed nominal line are honest intervals; below it they are
+    too narrow. The hover shows each interval's mean width.
+    """
+    if intervals is None or len(intervals) == 0:
+        return _empty("Interval coverage", "No intervals: the run has no calibration block.")
+    nominal = float(intervals["nominal"].iloc[0])
+    figure = go.Figure()
+    leads = []
+    for name, rows in intervals.groupby(level="predictor", sort=False):
+        lead = [int(v) for v in rows.index.get_level_values("lead")]
+        leads += lead
+        figure.add_scatter(x=lead, y=100 * rows["coverage"], name=f"{name} (empirical)", mode="lines+markers",
+                           line=dict(color=COLORS.get(name, "#444"), dash="solid" if name == "model" else "dot"),
+                           customdata=rows["width"], hovertemplate="%{y:.1f}% covered, mean width %{customdata:.2f}")
+    figure.add_hline(y=100 * nominal, line=dict(color=COLORS["nominal"], dash="dash"),
+                     annotation_text=f"nominal {nominal:.0%}", annotation_position="bottom right")
+    figure.update_layout(title=f"Interval coverage by lead day, {split} dates", **{**_LAYOUT, "hovermode": "x"})
+    _count_axis(figure, min(leads), max(leads), "lead (days ahead)")
+    low = min(100 * intervals["coverage"].min(), 100 * nominal) - 5
+    figure.update_yaxes(title_text="share of days inside the interval (%)", range=[max(0, low), 101])
+    return figure
+
+
+BACKTEST_LABELS = {"model_mse": "model MSE", "persistence_mse": "persistence MSE", "skill": "skill vs persistence",
+                   "climatology_mse": "climatology MSE", "least_squares_mse": "least squares MSE",
+                   "coverage": "interval coverage", "width": "mean interval width", "winkler": "Winkler score",
+                   "persistence_coverage": "persistence interval coverage",
+                   "persistence_width": "persistence interval width"}
+
+
+def backtest_figure(folds: pd.DataFrame, metric: str = "skill") -> go.Figure:
+    """One metric per backtest fold (by its origin), with the mean as a line and ± one standard
+    deviation as a band. folds: ``backtest.backtest``'s table."""
+    if folds is None or folds.empty or metric not in folds:
+        return _empty("Backtest", "No folds to show." if folds is None or folds.empty else f"No column {metric}.")
+    values = folds[metric].astype(float)
+    mean, std = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    labels = [f"fold {f}<br>{pd.Timestamp(o):%Y-%m-%d}" for f, o in zip(folds["fold"], folds["origin"])]
+    label = BACKTEST_LABELS.get(metric, metric)
+    figure = go.Figure()
+    figure.add_hrect(y0=mean - std, y1=mean + std, fillcolor="rgba(31, 119, 180, 0.12)", line_width=0)
+    figure.add_scatter(x=labels, y=values, mode="markers+lines", name=label,
+                       line=dict(color=COLORS["model"], width=1, dash="dot"), marker=dict(size=10))
+    figure.add_hline(y=mean, line=dict(color=COLORS["train"], dash="dash"),
+                     annotation_text=f"mean {mean:.3g} ± {std:.2g}", annotation_position="top left")
+    if metric in ("model_mse",) and "persistence_mse" in folds:
+        figure.add_scatter(x=labels, y=folds["persistence_mse"], mode="markers", name="persistence MSE",
+                           marker=dict(color=COLORS["persistence"], size=8, symbol="x"))
+    if metric == "coverage" and "persistence_coverage" in folds:
+        figure.add_scatter(x=labels, y=folds["persistence_coverage"], mode="markers", name="persistence coverage",
+                           marker=dict(color=COLORS["persistence"], size=8, symbol="x"))
+    figure.update_layout(title=f"Backtest: {label} per fold (origin date), mean ± standard deviation",
+                         **{**_LAYOUT, "hovermode": "closest"})
+    figure.update_xaxes(title_text="fold (first day of its test block)")
+    figure.update_yaxes(title_text=label)
     return figure
 
 

@@ -256,3 +256,60 @@ def test_importance_bars_put_the_most_important_setting_on_top():
     assert list(bars.y) == ["hidden_size", "model", "lr"] and bars.orientation == "h"
     assert "fANOVA" in figure.layout.title.text
     assert figures.importance_figure({}).layout.annotations
+
+
+# -- forecasts: lead days, intervals, the backtest --------------------------------------------------------
+def _lead_metrics():
+    rows = [{"predictor": p, "split": "test", "lead": lead, "MSE": base * lead, "RMSE": 0.0, "MAE": 0.0, "R2": 0.0,
+             "skill": 1 - base / 2.0} for p, base in (("model", 1.0), ("persistence", 2.0), ("climatology", 3.0),
+                                                      ("least squares", 1.5)) for lead in (1, 2, 3)]
+    return pd.DataFrame(rows).set_index(["predictor", "split", "lead"])
+
+
+def test_skill_by_lead_draws_every_predictor_per_lead_day():
+    figure = figures.skill_by_lead_figure(_lead_metrics(), unit="°C")
+    assert _names(figure) == ["climatology", "least squares", "model", "persistence"]
+    model = figure.data[_names(figure).index("model")]
+    assert list(model.x) == [1, 2, 3] and list(model.y) == [1.0, 2.0, 3.0]
+    assert figure.layout.xaxis.title.text == "lead (days ahead)" and "°C²" in figure.layout.yaxis.title.text
+    skill = figures.skill_by_lead_figure(_lead_metrics(), metric="skill")
+    assert "persistence" not in _names(skill) and skill.layout.shapes[0].y0 == 0  # persistence is the zero line
+
+
+def test_coverage_shows_nominal_against_empirical_per_lead():
+    table = pd.DataFrame({"predictor": ["model"] * 2 + ["persistence"] * 2, "lead": [1, 2, 1, 2],
+                          "coverage": [0.88, 0.91, 0.9, 0.86], "width": [4.0, 5.0, 5.0, 6.0],
+                          "winkler": [6.0, 7.0, 7.0, 8.0], "nominal": 0.9}).set_index(["predictor", "lead"])
+    figure = figures.coverage_figure(table)
+    assert _names(figure) == ["model (empirical)", "persistence (empirical)"]
+    assert list(figure.data[0].y) == pytest.approx([88.0, 91.0]) and list(figure.data[0].customdata) == [4.0, 5.0]
+    assert figure.layout.shapes[0].y0 == pytest.approx(90.0)
+    assert "calibration" in figures.coverage_figure(table.iloc[:0]).layout.annotations[0].text
+
+
+def test_predictions_draw_the_interval_band_and_a_marked_forecast_segment():
+    rows = _predictions().assign(lead=1)
+    rows["lower"], rows["upper"] = rows["predicted"] - 2, rows["predicted"] + 2
+    two_leads = pd.concat([rows, rows.assign(lead=2, predicted=rows["predicted"] + 1)], ignore_index=True)
+    ahead = pd.DataFrame({"date": pd.date_range("2015-01-21", periods=2), "lead": [1, 2], "predicted": [9.0, 9.5],
+                          "lower": [7.0, 7.0], "upper": [11.0, 12.0]})
+    figure = figures.predictions_figure(two_leads, "temp_max", "°C", lead=2, forecast=ahead)
+    names = _names(figure)
+    assert names[:2] == ["interval upper", "interval"] and figure.data[1].fill == "tonexty"
+    assert list(figure.data[names.index("model")].y) == pytest.approx(list(rows["predicted"][10:] + 1))
+    assert "forecast (next days)" in names and "forecast interval" in names
+    assert figure.data[names.index("forecast (next days)")].line.dash == "dash"
+    assert any(a.text == "forecast" for a in figure.layout.annotations) and "2 days ahead" in figure.layout.title.text
+    plain = figures.predictions_figure(_predictions(), "temp_max")
+    assert _names(plain) == ["actual", "persistence (same as last day)", "model"]
+
+
+def test_backtest_figure_shows_each_fold_with_mean_and_spread():
+    folds = pd.DataFrame({"fold": [1, 2, 3], "origin": pd.date_range("2014-01-01", periods=3, freq="90D"),
+                          "skill": [0.1, 0.2, 0.3], "model_mse": [4.0, 5.0, 6.0], "persistence_mse": [5.0, 6.0, 7.0]})
+    figure = figures.backtest_figure(folds, "skill")
+    assert list(figure.data[0].y) == pytest.approx([0.1, 0.2, 0.3]) and figure.data[0].x[0].startswith("fold 1")
+    band, mean = figure.layout.shapes[0], figure.layout.shapes[1]
+    assert mean.y0 == pytest.approx(0.2) and band.y1 - band.y0 == pytest.approx(2 * 0.1)
+    assert "± " in figure.layout.annotations[0].text
+    assert "persistence MSE" in _names(figures.backtest_figure(folds, "model_mse"))
