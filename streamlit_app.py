@@ -22,6 +22,7 @@ from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry, split_comparable
+from rnnlab.store import is_public
 from rnnlab.tables import DATE_FORMATS, DEFAULT_DATA_PATH, default_target, load_csv
 from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
@@ -78,6 +79,10 @@ def session_owner() -> str:
 
 registry = shared_registry()
 owner = session_owner()
+# on a public deployment each session's runs live under its own unguessable key in the store
+store_owner = owner if is_public() else None
+if registry.cluster is not None:
+    registry.cluster.start_in_background()  # the first Train does not wait for the workers to start
 TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
 
@@ -299,6 +304,9 @@ with st.sidebar:
     st.number_input(min_value=seed_spec["low"], max_value=seed_spec["high"], step=1,
                     **widget_args(TrainConfig, "seed"))
     st.radio(options=spec(TrainConfig, "dtype")["choices"], horizontal=True, **widget_args(TrainConfig, "dtype"))
+    coverage_spec = spec(TrainConfig, "coverage")
+    st.slider(min_value=coverage_spec["low"], max_value=coverage_spec["high"], step=0.01,
+              **widget_args(TrainConfig, "coverage"))
     with st.expander("More optimizer settings"):
         for name_ in ("momentum", "weight_decay", "clip_value"):
             meta = spec(TrainConfig, name_)
@@ -308,7 +316,8 @@ with st.sidebar:
 start_problem = None
 if train_clicked and prepared is not None:
     try:
-        run = registry.start(owner, current_config(), prepared)
+        run = registry.start(owner, current_config(), prepared, data={"bytes": raw, "name": name, "load": load},
+                             store_owner=store_owner)
         st.session_state.shown_run = run.run_id
         st.session_state.show_run = run.run_id  # the run just started is the run shown
         st.query_params["run"] = run.run_id
@@ -575,10 +584,10 @@ def run_panel():
     draw_status(run, snap)
     differences = settings_differences(run)
     if differences:
-        note, load = st.columns([4, 1], vertical_alignment="center")
+        note, load_button = st.columns([4, 1], vertical_alignment="center")
         note.caption(f"The settings on screen differ from {run.label} ({'; '.join(differences)}): Train would use "
                      "the settings on screen.")
-        if load.button(f"Load run #{run.number}'s settings", key="load_settings", on_click=load_run_settings,
+        if load_button.button(f"Load run #{run.number}'s settings", key="load_settings", on_click=load_run_settings,
                        args=(run,)):
             st.rerun()  # redraw the sidebar with the loaded values
     draw_views(run, snap)

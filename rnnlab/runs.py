@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from rnnlab.windows import PreparedData
 from rnnlab.evaluate import evaluate
 from rnnlab.figures import unit_of
+from rnnlab.models import create_model
 from rnnlab.train import TrainConfig, Trainer, history_frame
 from rnnlab.weights_io import run_to_bytes
 
@@ -50,6 +51,9 @@ class Run:
     snapshots: dict = field(default_factory=dict)  # epoch -> train.Snapshot, for rewinding and branching
     resume: object = None  # the Snapshot a branch starts from
     parent_number: int | None = None  # the run a branch was made from (its number, not the run: it may be forgotten)
+    data: dict | None = None  # {"bytes": the CSV, "name": its name, "load": load_csv options}, for a worker
+    store_id: str | None = None  # the run's folder in the run store, once it has one
+    parent_store_id: str | None = None
     model: object = None
     result: object = None  # EvaluationResult once finished
     started: float | None = None
@@ -152,11 +156,13 @@ class Run:
         """Bytes of a finished run's weights (safetensors / npz), history CSV or predictions CSV."""
         if kind not in self._downloads:
             if kind in ("safetensors", "npz"):
-                blob = run_to_bytes(self.model, self.config, self.prepared, self.result.to_dict(), fmt=kind)
+                blob = run_to_bytes(self.model, self.config, self.prepared, self.result.to_dict(), fmt=kind,
+                                    calibration=self.result.calibration)
             elif kind == "history":
                 blob = history_frame(self.history).to_csv(index=False).encode()
             elif kind == "predictions":
-                columns = ["date", "split", "actual", "predicted", "persistence"]
+                columns = [c for c in ("date", "split", "lead", "actual", "predicted", "lower", "upper", "persistence")
+                           if c in self.result.predictions.columns]  # as the CLI's predictions.csv
                 blob = self.result.predictions[columns].to_csv(index=False, date_format="%Y-%m-%d").encode()
             else:
                 raise ValueError(f"Unknown download {kind!r}.")
@@ -234,13 +240,87 @@ def _work(run: Run) -> None:
             with run.lock:
                 run.history.append(record)
                 run.batches_done = 0
-        result = evaluate(trainer.model, run.prepared) if trainer.history else None
+        result = evaluate(trainer.model, run.prepared, coverage=run.config.coverage) if trainer.history else None
         with run.lock:
             run.result, run.model, run.best_epoch = result, trainer.model, trainer.best_epoch
             run.snapshots = trainer.snapshots
             run.batch_losses = list(trainer.batch_losses)
             run.status, run.message = trainer.status, trainer.message
     except Exception as error:  # a bug must end the run with a sentence, not kill the page
+        with run.lock:
+            run.status, run.message = "failed", f"Training failed: {error}"
+    finally:
+        run.finished = time.time()
+
+
+def _finish_from_artifacts(run: Run, artifacts) -> None:
+    """Rebuild the model, snapshots and scores of a run trained elsewhere (a Dask worker) from its bytes."""
+    import tempfile
+    from pathlib import Path
+
+    from rnnlab.weights_io import load_run, load_snapshots
+
+    if artifacts.safetensors:
+        model = load_run(artifacts.safetensors).model
+    else:  # no epoch finished: the trainer kept the initial weights, which the seed rebuilds exactly
+        c = run.config
+        model = create_model(c.model, run.prepared.n_features, c.hidden_size, c.num_layers, seed=c.seed,
+                             dtype=c.dtype, output_size=run.prepared.horizon)
+    snapshots = {}
+    if artifacts.snapshots:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "snapshots.npz"
+            path.write_bytes(artifacts.snapshots)
+            snapshots = load_snapshots(path)
+    result = evaluate(model, run.prepared, coverage=run.config.coverage) if artifacts.history else None
+    with run.lock:
+        run.model, run.result, run.snapshots = model, result, snapshots
+        run.best_epoch, run.batch_losses = artifacts.best_epoch, list(artifacts.batch_losses)
+        run.history = [dict(r) for r in artifacts.history]
+        run.status, run.message = artifacts.status, artifacts.message
+
+
+def _work_on_cluster(run: Run, holder, store, store_owner) -> None:
+    """Submit the run to the Dask cluster and mirror its progress; this thread only waits, it never trains."""
+    from rnnlab.store import create_run, save_data
+    from rnnlab.weights_io import snapshots_to_bytes
+
+    try:
+        settings = {"data": run.prepared.settings().to_dict(), "train": run.config.to_dict(),
+                    "data_file": None, "load": run.data.get("load") or {}}
+        writer = None
+        if store is not None:
+            settings["data_file"] = str(save_data(store, run.data["bytes"], owner=store_owner))
+            branch = {"run": run.parent_store_id, "epoch": run.resume.epoch} if run.resume is not None else None
+            writer = create_run(store, settings, name=run.label, owner=store_owner, branch_of=branch,
+                                epochs_total=run.config.epochs, status="queued")
+            run.store_id = writer.run_id
+        resume = None
+        if run.resume is not None:
+            resume = {"snapshots": snapshots_to_bytes({run.resume.epoch: run.resume}), "epoch": run.resume.epoch}
+        submitted = holder.submit(run.run_id, {"bytes": run.data["bytes"], "name": run.data.get("name")},
+                                  settings["data"], settings["train"], resume, load_options=settings["load"],
+                                  writer=writer)
+        stop_sent = False
+        while not submitted.done:
+            snap = submitted.snapshot()
+            with run.lock:
+                run.history = snap["history"]
+                run.batches_done, run.batches_per_epoch = snap["batches_done"], snap["batches_per_epoch"]
+                if snap["status"] == "running" and run.status == "queued":
+                    run.status, run.started = "running", time.time()
+            if run.stop_event.is_set() and not stop_sent:
+                holder.stop(run.run_id)
+                stop_sent = True
+            run.stop_event.wait(0.1) if not stop_sent else time.sleep(0.1)
+        artifacts = submitted.result
+        if artifacts is None:
+            snap = submitted.snapshot()
+            with run.lock:
+                run.history, run.status, run.message = snap["history"], "failed", snap["message"]
+        else:
+            _finish_from_artifacts(run, artifacts)
+    except Exception as error:  # a broken cluster must end the run with a sentence, not kill the page
         with run.lock:
             run.status, run.message = "failed", f"Training failed: {error}"
     finally:
@@ -254,7 +334,11 @@ class RunRegistry:
     the oldest finished runs are forgotten first."""
 
     def __init__(self, max_active: int = 2, max_finished_per_owner: int = 20, max_finished_total: int = 200,
-                 max_bytes: int = 1 << 30):
+                 max_bytes: int = 1 << 30, cluster=None, store=None):
+        """cluster: a ``rnnlab.cluster.ClusterHolder`` to train on (None: a thread of this process);
+        store: the run store's root to write every run into (None: memory only)."""
+        self.cluster = cluster
+        self.store = store
         self.max_active = max_active
         self.max_finished_per_owner = max_finished_per_owner
         self.max_finished_total = max_finished_total
@@ -267,11 +351,13 @@ class RunRegistry:
         return secrets.token_urlsafe(16)
 
     def start(self, owner: str, config: TrainConfig, prepared: PreparedData, branch_of: Run | None = None,
-              from_epoch: int | None = None) -> Run:
+              from_epoch: int | None = None, data: dict | None = None, store_owner: str | None = None) -> Run:
         """Start training in a new thread; CapacityError when the server is busy.
 
         ``branch_of`` / ``from_epoch``: continue that run's snapshot of that epoch with ``config``'s
-        training settings (its model and data stay the parent's).
+        training settings (its model and data stay the parent's). ``data``: the CSV the prepared data
+        came from ({"bytes", "name", "load"}), which a cluster worker needs; ``store_owner``: the
+        session's key in the store on a public deployment.
         """
         config.validate()
         resume = None
@@ -283,7 +369,7 @@ class RunRegistry:
             fixed = {name: getattr(branch_of.config, name) for name in ("model", "hidden_size", "num_layers",
                                                                           "dtype", "seed")}
             config = dataclasses.replace(config, **fixed)
-            prepared = branch_of.prepared
+            prepared, data = branch_of.prepared, branch_of.data
             if config.epochs <= from_epoch:
                 config = dataclasses.replace(config, epochs=from_epoch + branch_of.config.epochs)
         with self._lock:
@@ -297,7 +383,13 @@ class RunRegistry:
                       parent_number=branch_of.number if branch_of is not None else None)
             self._runs[run.run_id] = run
             self._prune()
-        run.thread = threading.Thread(target=_work, args=(run,), name=f"rnnlab-run-{number}", daemon=True)
+        run.data = data
+        run.parent_store_id = branch_of.store_id if branch_of is not None else None
+        if self.cluster is not None and data is not None:
+            target, args = _work_on_cluster, (run, self.cluster, self.store, store_owner)
+        else:
+            target, args = _work, (run,)
+        run.thread = threading.Thread(target=target, args=args, name=f"rnnlab-run-{number}", daemon=True)
         run.thread.start()
         return run
 
@@ -353,10 +445,21 @@ class RunRegistry:
             return self._nbytes()
 
 
-# 2 runs training, 20 kept per session, 200 and 1 GiB in all: README "Memory" states these bounds
-_SHARED = RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200, max_bytes=1 << 30)
+# 2 runs training, 20 kept per session, 200 and 1 GiB in all: README "Memory" states these bounds.
+# Runs train on the Dask cluster of this server (a LocalCluster of worker processes, or
+# RNNLAB_SCHEDULER's), so the pages never share the GIL with training, and are kept in the run store.
+_SHARED = None
+_SHARED_LOCK = threading.Lock()
 
 
 def shared_registry() -> RunRegistry:
     """The registry of this server process, shared by every browser session (each sees only its own runs)."""
-    return _SHARED
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            from rnnlab.cluster import get_cluster
+            from rnnlab.store import store_root
+
+            _SHARED = RunRegistry(max_active=2, max_finished_per_owner=20, max_finished_total=200,
+                                  max_bytes=1 << 30, cluster=get_cluster(), store=store_root())
+        return _SHARED

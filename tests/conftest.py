@@ -1,12 +1,18 @@
 """Shared fixtures: the embedded data, and the notebooks' clean_weather.csv when it is there."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from rnnlab.tables import DEFAULT_DATA_PATH, load_csv
 from rnnlab.windows import prepare
+
+def pytest_configure(config):
+    """Runs the tests make (the dashboard's, the CLI's) go to a throwaway run store, not ./runs."""
+    os.environ.setdefault("RNNLAB_STORE", tempfile.mkdtemp(prefix="rnnlab-test-store-"))
+
 
 CLEAN_WEATHER = Path(__file__).resolve().parents[2] / "shared" / "data" / "clean_weather.csv"
 

@@ -136,13 +136,12 @@ def test_stop_is_enabled_while_the_fragment_polls_and_ends_the_run_within_a_batc
 
 def test_stop_in_epoch_one_keeps_the_initial_weights_and_says_so(page):
     page.select_slider(key="batch_size").set_value(8)  # a long first epoch
-    page.select_slider(key="hidden_size").set_value(128)  # long enough on the 60% training share, too
+    page.select_slider(key="hidden_size").set_value(512)  # an epoch of many seconds, even on a worker process
     page.button(key="train").click().run()
     run = _current_run(page)
-    initial = None
-    deadline = time.time() + 10
-    while run.model is None and time.time() < deadline:
-        time.sleep(0.01)
+    deadline = time.time() + 30
+    while run.snapshot()["fraction"] == 0 and time.time() < deadline:
+        time.sleep(0.01)  # until the worker reports its first batches
     poll(page)
     page.button(key="stop").click()
     poll(page)

@@ -79,7 +79,8 @@ def test_downloads_are_the_run_itself(seattle_prepared):
     x_test = seattle_prepared.inputs("test")
     assert (loaded.model.predict(x_test) == run.model.predict(x_test)).all()
     assert run.download("history").decode().startswith("epoch,")
-    assert run.download("predictions").decode().splitlines()[0] == "date,split,actual,predicted,persistence"
+    assert run.download("predictions").decode().splitlines()[0] == \
+        "date,split,lead,actual,predicted,lower,upper,persistence"  # the columns of the CLI's predictions.csv
 
 
 def test_labels_tell_any_two_runs_apart_and_name_what_differs(seattle_prepared):
