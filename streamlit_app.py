@@ -17,7 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from rnnlab import figures, xray
+from rnnlab.backtest import summary as backtest_summary
 from rnnlab.evaluate import evaluate
+from rnnlab.forecast import next_days
 from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
@@ -391,16 +393,104 @@ def draw_views(run, snap):
     elif view == "X-ray":
         draw_xray(run)
     elif view == "Predictions":
-        split = st.radio("Dates", ["test", "validation"], horizontal=True, key="prediction_split")
-        st.plotly_chart(figures.predictions_figure(run.result.predictions, run.prepared.target, unit, split),
-                        key="prediction_chart")
-        st.plotly_chart(figures.residuals_figure(run.result.predictions, run.prepared.target, unit, split),
-                        key="residual_chart")
+        draw_predictions(run, unit)
     else:
-        for split in ("test", "validation"):
-            units = f"MSE in {unit}², RMSE and MAE in {unit}" if unit else "MSE in squared target units"
-            st.markdown(f"**{split.capitalize()} days** ({units}; skill above 0 beats persistence)")
-            st.dataframe(figures.scoreboard(run.result.metrics, split).style.format("{:.3f}"), key=f"score_{split}")
+        draw_scoreboard(run, unit)
+
+
+def next_days_forecast(run):
+    """(forecast frame or None, sentence) for the days after the shown data's last date."""
+    if table is None or table.sha256 != run.prepared.source_sha256:
+        return None, "The forecast of the next days needs the run's own data loaded in the Data section."
+    try:
+        return next_days(run.model, run.prepared, table, run.result.calibration), ""
+    except (DataError, ValueError) as error:
+        return None, f"No forecast of the next days: {error}"
+
+
+def draw_predictions(run, unit):
+    """Forecast against what happened, with its interval band, per lead day; the next days at the end."""
+    horizon = run.prepared.horizon
+    split_column, lead_column = st.columns([2, 3])
+    split = split_column.radio("Dates", ["test", "validation"], horizontal=True, key="prediction_split")
+    lead = 1
+    if horizon > 1:
+        lead = lead_column.select_slider("Lead day", list(range(1, horizon + 1)), key="prediction_lead",
+                                         help="How many days ahead the forecast was made.")
+    forecast, reason = next_days_forecast(run) if split == "test" else (None, "")
+    st.plotly_chart(figures.predictions_figure(run.result.predictions, run.prepared.target, unit, split, lead=lead,
+                                               forecast=forecast), key="prediction_chart")
+    if reason:
+        st.caption(reason)
+    elif forecast is not None:
+        st.caption(f"The shaded segment at the end is the forecast of the {horizon} day{'s' if horizon > 1 else ''} "
+                   f"after {table.frame.index[-1].date()}, with {run.config.coverage:.0%} intervals; nothing has "
+                   "been observed there yet.")
+    st.plotly_chart(figures.residuals_figure(run.result.predictions, run.prepared.target, unit, split, lead=lead),
+                    key="residual_chart")
+
+
+def draw_scoreboard(run, unit):
+    """Scores over all lead days, then per lead day and the intervals' coverage, then the backtest."""
+    result = run.result
+    for split in ("test", "validation"):
+        units = f"MSE in {unit}², RMSE and MAE in {unit}" if unit else "MSE in squared target units"
+        leads = f", averaged over lead days 1–{run.prepared.horizon}" if run.prepared.horizon > 1 else ""
+        st.markdown(f"**{split.capitalize()} days** ({units}{leads}; skill above 0 beats persistence)")
+        st.dataframe(figures.scoreboard(result.metrics, split).style.format("{:.3f}"), key=f"score_{split}")
+    if result.lead_metrics is not None:
+        st.plotly_chart(figures.skill_by_lead_figure(result.lead_metrics, "test", "MSE", unit), key="lead_chart")
+    intervals = result.interval_table("test")
+    if len(intervals):
+        st.plotly_chart(figures.coverage_figure(intervals, "test"), key="coverage_chart")
+        st.markdown(f"**{result.calibration.coverage:.0%} intervals on the test days** (split-conformal, calibrated "
+                    "on days the model neither trained on nor early-stopped on; width and Winkler score in "
+                    f"{unit or 'target units'})")
+        st.dataframe(intervals.reset_index().style.format({"coverage": "{:.1%}", "width": "{:.2f}",
+                                                           "winkler": "{:.2f}", "nominal": "{:.0%}"}),
+                     hide_index=True, key="interval_table")
+    else:
+        st.caption("No intervals: this run has no calibration block (its calibration share is 0).")
+    draw_backtest(run)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def backtest_results(key: str, _table, _data_settings, _config, folds: int):
+    """Folds of a rolling-origin backtest, each an independent task on the cluster (in parallel)."""
+    from rnnlab.backtest import backtest_fold, fold_rows
+
+    fold_rows(len(_table.frame), _data_settings, folds)  # refuse impossible settings before any training
+    if registry.cluster is not None:
+        client = registry.cluster.client
+        futures = [client.submit(backtest_fold, _table, _data_settings, _config, folds, fold, pure=False)
+                   for fold in range(folds)]
+        rows = client.gather(futures)
+    else:
+        rows = [backtest_fold(_table, _data_settings, _config, folds, fold) for fold in range(folds)]
+    return pd.DataFrame(rows)
+
+
+def draw_backtest(run):
+    st.markdown("**Rolling-origin backtest**: refit this run's settings at several origins over the later half "
+                "of the data (expanding training window) and score each fold like the test split.")
+    folds_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
+    folds = folds_column.slider("Folds", 2, 8, 4, key="backtest_folds")
+    key = f"{run.run_id}:{folds}"
+    if button_column.button("Run the backtest", key="backtest") or st.session_state.get("backtest_key") == key:
+        if table is None or table.sha256 != run.prepared.source_sha256:
+            st.caption("The backtest needs the run's own data loaded in the Data section.")
+            return
+        try:
+            with st.spinner(f"Training {folds} folds on the cluster…"):
+                frame = backtest_results(key, table, run.prepared.settings(), run.config, folds)
+        except (DataError, ValueError) as error:
+            st.error(f"{run.label}: the backtest cannot run: {error}")
+            return
+        st.session_state.backtest_key = key
+        st.plotly_chart(figures.backtest_figure(frame, "skill"), key="backtest_chart")
+        summary = backtest_summary(frame)
+        st.dataframe(summary.style.format("{:.3f}"), key="backtest_summary")
+        st.dataframe(frame, hide_index=True, key="backtest_folds_table")
 
 
 def draw_downloads(run):

@@ -336,3 +336,25 @@ def test_every_xray_view_opens_on_a_finished_run_and_a_branch_continues_it(page)
     same = [{k: v for k, v in r.items() if k != "seconds"} for r in (run.history, branch.history)[0]]
     assert same == [{k: v for k, v in r.items() if k != "seconds"} for r in branch.history]
     assert list(_table_with(page, "run")["branch of"]) == ["", "#1 at epoch 1"]
+
+
+def test_every_lead_day_its_intervals_the_next_days_and_a_backtest(page):
+    _small(page, epochs=2)
+    page.slider(key="horizon").set_value(3).run()
+    run = _train_until_done(page)
+    assert run.prepared.horizon == 3 and run.model.params["head.weight"].shape == (3, 8)
+    page.segmented_control(key="view").set_value("Predictions").run()
+    page.select_slider(key="prediction_lead").set_value(2).run()
+    chart = next(c.proto.spec for c in page.get("plotly_chart") if "forecast vs actual" in c.proto.spec)
+    assert "2 days ahead" in chart and "interval" in chart and "forecast (next days)" in chart
+    assert any("forecast of the 3 days after 2015-12-31" in c.value for c in page.caption)
+    page.segmented_control(key="view").set_value("Scoreboard").run()
+    specs = " ".join(c.proto.spec for c in page.get("plotly_chart"))
+    assert "lead day" in specs.lower() and "coverage" in specs.lower()
+    intervals = _table_with(page, "coverage")
+    assert set(intervals["lead"]) == {1, 2, 3} and set(intervals["predictor"]) == {"model", "persistence"}
+    page.slider(key="backtest_folds").set_value(2)
+    page.button(key="backtest").click().run()
+    folds = _table_with(page, "origin")
+    assert list(folds["fold"]) == [1, 2] and (folds["train_end"] < folds["first_test_day"]).all()
+    assert not page.exception and not page.error
