@@ -36,7 +36,9 @@ runs takes the same key, so a session sees only its own runs.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import math
 import os
@@ -60,6 +62,7 @@ PUBLIC_ENV = "RNNLAB_PUBLIC"
 DEFAULT_STORE = "runs"
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "early_stopped", "stopped", "diverged", "failed")
+HEARTBEAT = 5.0  # seconds between meta.json rewrites while a run trains (history.csv is rewritten every epoch)
 STALE_AFTER = 600.0  # seconds without a heartbeat after which another host's run counts as interrupted
 _OWNER_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[A-Za-z0-9_-]{6,64}$")
@@ -103,8 +106,13 @@ def _run_dir(store, run_id: str, owner: str | None) -> Path:
 
 
 # -- atomic files ----------------------------------------------------------------------------------------------
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def write_atomic(path: Path, data: bytes | str, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Atomic against a process killed at any point (the kernel keeps what was written). ``durable``
+    also fsyncs the file before the rename, against losing it in an OS crash or power cut: the
+    final artifacts are written so; the per-epoch history and meta, rewritten every epoch, are not.
+    """
     path = Path(path)
     blob = data.encode() if isinstance(data, str) else bytes(data)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -112,8 +120,9 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         os.chmod(temporary, 0o644)  # mkstemp makes 0600; the app may run as another user than the CLI
         with os.fdopen(handle, "wb") as file:
             file.write(blob)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -149,10 +158,9 @@ def _now() -> str:
 def history_csv(history: list[dict]) -> str:
     """Epoch records as the CSV text of ``history.csv`` (the table ``train.history_frame`` makes for
     ``train --out``; records without per-step gradient norms are taken too)."""
-    frame = pd.json_normalize([{k: v for k, v in r.items() if k != "step_grad_norms"} for r in history], sep=".")
-    if any("step_grad_norms" in r for r in history):
-        frame["step_grad_norms"] = [json.dumps(r.get("step_grad_norms"), default=_json_default) for r in history]
-    return frame.to_csv(index=False)
+    rows = [{k: json.dumps(v, default=_json_default) if k == "step_grad_norms" else v for k, v in r.items()}
+            for r in history]
+    return pd.json_normalize(rows, sep=".").to_csv(index=False)
 
 
 def history_records(frame: pd.DataFrame) -> list[dict]:
@@ -175,6 +183,47 @@ def history_records(frame: pd.DataFrame) -> list[dict]:
             record["epoch"] = int(record["epoch"])
         records.append(record)
     return records
+
+
+class _HistoryCsv:
+    """history.csv's text kept row by row, so a long run's every-epoch rewrite costs one formatted row,
+    not a pandas table of all its epochs (the app's process writes many runs' epochs at once)."""
+
+    def __init__(self):
+        self.columns: list[str] | None = None
+        self.rows: list[str] = []
+
+    @staticmethod
+    def _flat(record: dict) -> dict:
+        flat, nested = {}, {}  # json_normalize's order: the plain values, then the nested ones
+        for key, value in record.items():
+            if key == "step_grad_norms":
+                flat[key] = json.dumps(value, default=_json_default)
+            elif isinstance(value, dict):
+                nested.update({f"{key}.{name}": inner for name, inner in value.items()})
+            else:
+                flat[key] = value
+        return {**flat, **nested}
+
+    @staticmethod
+    def _line(values) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(["" if v is None else v for v in values])
+        return buffer.getvalue()
+
+    def text(self, history: list[dict]) -> str:
+        flats = [self._flat(r) for r in history[len(self.rows):]] if self.columns is not None else None
+        if flats is None or any(list(f) != self.columns for f in flats) or len(history) < len(self.rows):
+            # the first rows, or records of another shape: build the whole table once
+            text = history_csv(history)
+            first = [self._flat(r) for r in history[:1]]
+            self.columns = list(first[0]) if first else None
+            self.rows = [self._line(self._flat(r).values()) for r in history] if self.columns else []
+            if self.columns is None or text.splitlines()[0].split(",") != self.columns:
+                self.columns, self.rows = None, []  # shapes pandas orders otherwise: keep using pandas
+            return text
+        self.rows += [self._line(f.values()) for f in flats]
+        return self._line(self.columns) + "".join(self.rows)
 
 
 # -- writing a run ---------------------------------------------------------------------------------------------
@@ -263,6 +312,8 @@ class RunWriter:
         self.path, self.meta, self._lock_file = path, meta, lock_file
         self.history: list[dict] = []
         self.closed = False
+        self._csv = _HistoryCsv()
+        self._meta_written = 0.0
 
     @property
     def run_id(self) -> str:
@@ -271,13 +322,14 @@ class RunWriter:
     def _write_meta(self) -> None:
         self.meta["heartbeat"] = _now()
         write_json(self.path / "meta.json", self.meta)
+        self._meta_written = time.monotonic()
 
     def started(self, history: list | None = None, **info) -> None:
         """The run began training (a branch starts with its parent's epochs in ``history``)."""
         self.meta.update(status="running", started=_now(), **info)
         if history:
             self.history = [dict(r) for r in history]
-            write_atomic(self.path / "history.csv", history_csv(self.history))
+            write_atomic(self.path / "history.csv", self._csv.text(self.history))
         self._write_meta()
 
     def epoch(self, record: dict) -> None:
@@ -285,9 +337,11 @@ class RunWriter:
         if self.closed:
             return
         self.history.append(dict(record))
-        write_atomic(self.path / "history.csv", history_csv(self.history))
+        write_atomic(self.path / "history.csv", self._csv.text(self.history))
         self.meta["epochs_done"] = len(self.history)
-        self._write_meta()
+        # meta.json's heartbeat at most every HEARTBEAT seconds: each rewrite is a rename, ~0.5 ms here
+        if time.monotonic() - self._meta_written >= HEARTBEAT:
+            self._write_meta()
 
     def finish(self, artifacts: RunArtifacts) -> None:
         """Write the run's results and its final status, then release the lock."""
@@ -297,7 +351,7 @@ class RunWriter:
                  "snapshots.npz": artifacts.snapshots, "predictions.csv": artifacts.predictions_csv}
         for name, blob in files.items():
             if blob:
-                write_atomic(self.path / name, blob)
+                write_atomic(self.path / name, blob, durable=True)
         self.history = [dict(r) for r in artifacts.history]
         write_atomic(self.path / "history.csv", history_csv(self.history))
         write_json(self.path / "metrics.json", {"status": artifacts.status, "message": artifacts.message,
@@ -329,6 +383,16 @@ class RunWriter:
             self._lock_file.close()
 
 
+def hold_lock(folder: Path):
+    """Take the exclusive flock on ``folder/.lock`` for as long as the returned file stays open (None
+    without fcntl): what tells a live writer from a dead one (module docstring)."""
+    if fcntl is None:
+        return None
+    lock_file = open(Path(folder) / ".lock", "w")
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    return lock_file
+
+
 def create_run(store, settings: dict, *, name: str = "", owner: str | None = None, sweep: str | None = None,
                trial: int | None = None, branch_of: dict | None = None, epochs_total: int | None = None,
                status: str = "running", run_id: str | None = None) -> RunWriter:
@@ -344,10 +408,7 @@ def create_run(store, settings: dict, *, name: str = "", owner: str | None = Non
     run_id = run_id or new_run_id()
     path = _run_dir(store, run_id, owner)
     path.mkdir(parents=True, exist_ok=False)
-    lock_file = None
-    if fcntl is not None:
-        lock_file = open(path / ".lock", "w")
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    lock_file = hold_lock(path)
     config = dict(settings)
     if branch_of:
         config["branch_of"] = branch_of
@@ -363,7 +424,7 @@ def create_run(store, settings: dict, *, name: str = "", owner: str | None = Non
 
 
 # -- reading runs ----------------------------------------------------------------------------------------------
-def _writer_alive(path: Path, meta: dict) -> bool:
+def writer_alive(path: Path, meta: dict) -> bool:
     """Whether the process writing this run still runs (see the module docstring)."""
     if fcntl is not None and (path / ".lock").exists():
         try:
@@ -409,14 +470,14 @@ class StoredRun:
     @property
     def status(self) -> str:
         status = self.meta.get("status", "failed")
-        if status in ACTIVE and not _writer_alive(self.path, self.meta):
+        if status in ACTIVE and not writer_alive(self.path, self.meta):
             return "interrupted"
         return status
 
     @property
     def message(self) -> str:
         if self.status == "interrupted":
-            done = self.meta.get("epochs_done", 0)
+            done = len(self.history_frame)
             return (f"Interrupted: the process training this run ended without finishing it; "
                     f"{done} finished epoch{'s' if done != 1 else ''} kept.")
         return self.meta.get("message") or ""
@@ -464,8 +525,9 @@ class StoredRun:
         """One row for a runs table."""
         train = self.config.get("train", {})
         data = self.config.get("data", {})
+        epochs = self.meta.get("epochs_done", 0) if self.meta.get("status") not in ACTIVE else len(self.history_frame)
         return {"id": self.run_id, "name": self.name, "status": self.status, "created": self.meta.get("created"),
-                "epochs": self.meta.get("epochs_done", 0), "validation MSE": self.validation_mse(),
+                "epochs": epochs, "validation MSE": self.validation_mse(),
                 "sweep": self.meta.get("sweep"), "trial": self.meta.get("trial"),
                 "model": train.get("model"), "hidden_size": train.get("hidden_size"), "lr": train.get("lr"),
                 "seed": train.get("seed"), "target": data.get("target"), "lookback": data.get("lookback")}
