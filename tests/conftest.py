@@ -54,3 +54,12 @@ def pytest_make_collect_report(collector):
     if os.environ.get("CI", "").lower() == "true" and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where every test must run: {report.longrepr}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_run_store(tmp_path_factory):
+    """Runs the tests train (CLI subprocesses included, which inherit the environment) go into a
+    temporary run store, not into the checkout's ./runs that the dashboard lists."""
+    if not os.environ.get("RNNLAB_STORE"):
+        os.environ["RNNLAB_STORE"] = str(tmp_path_factory.mktemp("run_store"))
+    yield
