@@ -357,7 +357,11 @@ def draw_status(run, snap):
         last = snap["history"][-1] if snap["history"] else None
         losses = f" · train {last['train_loss']:.4f} · validation {last['val_loss']:.4f}" if last else ""
         left = f" · about {snap['remaining']:.0f} s left" if last else ""
-        progress.progress(snap["fraction"], text=f"{run.label}: epoch {done} of {total}{losses}{left}")
+        if snap["status"] == "queued":
+            progress.progress(0.0, text=f"{run.label}: waiting for a worker process (the cluster's first run "
+                                        "waits a few seconds for its workers to start)")
+        else:
+            progress.progress(snap["fraction"], text=f"{run.label}: epoch {done} of {total}{losses}{left}")
         # drawn inside the fragment, so it is enabled as soon as the run exists and reruns with it
         stop.button("Stop", key="stop", width="stretch", on_click=registry.stop, args=(owner, run.run_id))
     elif snap["status"] in ("diverged", "failed"):
