@@ -443,10 +443,16 @@ class Sweep:
                 trial.status = "stopped" if any(r.status == "stopped" for r in trial.runs) else "complete"
             else:
                 trial.status = "failed"
-        if values:
-            self.study.tell(trial.optuna_trial, trial.value)
-        else:
-            self.study.tell(trial.optuna_trial, state=optuna.trial.TrialState.FAIL)
+        try:
+            if values:
+                self.study.tell(trial.optuna_trial, trial.value)
+            else:
+                self.study.tell(trial.optuna_trial, state=optuna.trial.TrialState.FAIL)
+        except RuntimeError as error:
+            # GridSampler calls study.stop() when the grid is used up, which only works inside
+            # study.optimize; the trial's result is stored before that (optuna's _tell: finally)
+            if "Study.stop" not in str(error):
+                raise
         self._save()
         if self.on_trial is not None:
             self.on_trial(self, trial)

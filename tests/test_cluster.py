@@ -151,3 +151,12 @@ def _workers(holder) -> int:
         return len(holder.client.scheduler_info()["workers"])
     except OSError:
         return 0
+
+
+def test_an_error_on_the_worker_fails_the_run_with_its_sentence(holder, tmp_path):
+    config = TrainConfig(hidden_size=4, epochs=1)
+    writer = _writer(tmp_path, config)
+    run = holder.submit(writer.run_id, DATA, {**SETTINGS, "target": "snow"}, config.to_dict(), writer=writer)
+    assert run.wait(60) is None and run.status == "failed"
+    assert run.message.startswith("Training failed on the worker: ") and "snow" in run.message
+    assert run.message.count("\n") == 0 and store.open_run(tmp_path, writer.run_id).message == run.message

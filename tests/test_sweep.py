@@ -1,6 +1,7 @@
 """Sweeps and seed bands: settings as text, searches through Optuna, every trial a run in the store."""
 
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -135,3 +136,20 @@ def test_the_sweep_command_prints_the_best_run(holder, tmp_path):
     refused = subprocess.run([sys.executable, "-m", "rnnlab", "sweep", "--lr", "1e-2:1e-4", "--store", str(tmp_path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and refused.stderr.startswith("error:") and len(refused.stderr.splitlines()) == 1
+
+
+def test_a_stopped_sweep_stops_its_runs(holder, tmp_path):
+    data, train, space = parse_space({"model": "lstm", "hidden_size": "64,96", "batch_size": "8", "epochs": "100",
+                                      "patience": "0"})
+    sweep = Sweep(holder, tmp_path, DEFAULT_DATA_PATH.read_bytes(), space, fixed_data=data, fixed_train=train,
+                  search="grid").start()
+    deadline = time.monotonic() + 60
+    while not any(run.snapshot()["batches_done"] for trial in list(sweep.trials) for run in trial.runs):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sweep.stop()
+    sweep.wait(60)
+    # every trial of the grid was asked for: the sampler's "grid used up" does not fail the sweep
+    assert sweep.status == "stopped" and sweep.message.startswith("Stopped after 2 of 2 trials")
+    assert {run.status for run in store.list_runs(tmp_path, sweep=sweep.sweep_id)} <= {"stopped", "completed"}
+    assert sweep_status(tmp_path, store.read_sweep(tmp_path, sweep.sweep_id)) == "stopped"
