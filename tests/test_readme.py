@@ -12,12 +12,17 @@ The README is parsed here, never copied: change a command there and this test ru
   the test checks that each script exists, starts, and accepts every flag the README gives it.
 - The two fresh-machine commands are checked, not run (they install packages): the files they
   name exist, ``.ci/run`` runs the test command verbatim, and there are exactly two of them.
+- A deployment line in the prose (``RNNLAB_PUBLIC=1 streamlit run streamlit_app.py``) is checked,
+  not run: the app file exists, rnnlab reads every variable it sets, and what the README says a
+  public deployment does to the run store holds. Every ``RNNLAB_*`` variable the README names is one
+  rnnlab reads.
 - ``pip install`` / ``apt-get install`` of an optional extra, named in the prose, must be what
   ``.ci/run`` installs, so the README and CI cannot drift apart.
 - Any other line of a code block, or a command-looking span in the prose, fails the test: a new
   README command cannot slip in untested.
 """
 
+import json
 import os
 import re
 import shlex
@@ -71,15 +76,29 @@ def _code_lines() -> list[tuple[int, str]]:
 
 
 def _prose_commands() -> list[tuple[int, str]]:
-    """(offset, text) of every `backticked` span in the prose that starts like a command."""
+    """(offset, text) of every `backticked` span in the prose that starts like a command (after any
+    ``NAME=value`` environment settings)."""
     prose = FENCE.sub(lambda m: " " * len(m.group()), README)
     prose = re.sub(r"^    [^\n]*$", lambda m: " " * len(m.group()), prose, flags=re.MULTILINE)
     return [(m.start(1), m.group(1)) for m in re.finditer(r"`([^`\n]+)`", prose)
-            if m.group(1).split()[0] in COMMAND_WORDS]
+            if _environment(m.group(1).split())[1][:1] and _environment(m.group(1).split())[1][0] in COMMAND_WORDS]
+
+
+def _environment(words: list[str]) -> tuple[dict, list[str]]:
+    """({NAME: value} of the leading environment settings, the command after them)."""
+    settings = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        name, _, value = words[0].partition("=")
+        settings[name] = value
+        words = words[1:]
+    return settings, words
 
 
 def _without_comment(line: str) -> list[str]:
     return shlex.split(line, comments=True)
+
+
+DEPLOY_COMMAND = "streamlit run streamlit_app.py"
 
 
 def _rule(line: str, in_prose: bool) -> str | None:
@@ -93,6 +112,9 @@ def _rule(line: str, in_prose: bool) -> str | None:
         return "fresh machine"
     if in_prose and words[0] in ("pip", "apt-get") and words[1:2] == ["install"]:
         return "optional extra"
+    environment, command = _environment(words)
+    if in_prose and environment and " ".join(command) == DEPLOY_COMMAND:
+        return "deployment"
     return None
 
 
@@ -101,12 +123,13 @@ ALL_COMMANDS = sorted([(offset, line, False) for offset, line in _code_lines()]
 CLI_COMMANDS = [line for _, line, in_prose in ALL_COMMANDS if _rule(line, in_prose) == "cli"]
 BENCHMARK_COMMANDS = [line for _, line, in_prose in ALL_COMMANDS if _rule(line, in_prose) == "benchmark"]
 EXTRA_INSTALLS = [line for _, line, in_prose in ALL_COMMANDS if _rule(line, in_prose) == "optional extra"]
+DEPLOYMENTS = [line for _, line, in_prose in ALL_COMMANDS if _rule(line, in_prose) == "deployment"]
 
 
 def test_every_command_in_the_readme_is_covered_by_a_rule():
     uncovered = [line for _, line, in_prose in ALL_COMMANDS if _rule(line, in_prose) is None]
     assert not uncovered, f"README commands no test runs (add a rule to tests/test_readme.py): {uncovered}"
-    assert CLI_COMMANDS and BENCHMARK_COMMANDS and EXTRA_INSTALLS and _python_blocks()
+    assert CLI_COMMANDS and BENCHMARK_COMMANDS and EXTRA_INSTALLS and DEPLOYMENTS and _python_blocks()
 
 
 # ---------------------------------------------------------------- the two fresh-machine commands
@@ -142,6 +165,40 @@ def test_optional_extras_are_what_ci_installs(line):
         f"{line!r} is not what .ci/run installs"
 
 
+# ---------------------------------------------------------------- deployment and environment
+
+
+RNNLAB_SOURCES = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "rnnlab").glob("*.py"))
+
+
+def test_every_environment_variable_the_readme_names_is_read_by_rnnlab():
+    names = set(re.findall(r"\bRNNLAB_[A-Z_]+\b", README))
+    assert names, "the README names the environment variables that configure rnnlab"
+    for name in names:
+        assert f'"{name}"' in RNNLAB_SOURCES, f"the README names {name}, which rnnlab never reads"
+
+
+@pytest.mark.parametrize("line", DEPLOYMENTS, ids=[line.split()[0] for line in DEPLOYMENTS])
+def test_public_deployment_keeps_each_sessions_runs_apart(line, tmp_path, monkeypatch):
+    from rnnlab import store
+
+    environment, command = _environment(_without_comment(line))
+    assert (ROOT / command[-1]).is_file()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert store.is_public()
+    # "keeps each browser session's runs in the store under its own unguessable key
+    # (`runs/sessions/<key>/`), and each session sees ... only its own runs"
+    assert "`runs/sessions/<key>/`" in README
+    key, other = store.new_owner_key(), store.new_owner_key()
+    assert key != other and len(key) >= 20
+    writer = store.create_run(tmp_path, {"data": {}, "train": {"epochs": 1}}, owner=key)
+    writer.fail("a test run")
+    assert writer.path.parent == tmp_path / "sessions" / key
+    assert [run.run_id for run in store.list_runs(tmp_path, owner=key)] == [writer.run_id]
+    assert store.list_runs(tmp_path, owner=other) == [] and store.list_runs(tmp_path) == []
+
+
 # ---------------------------------------------------------------- code blocks
 
 
@@ -160,7 +217,9 @@ def test_python_block_runs(block, tmp_path, monkeypatch):
 
 
 def _run(words, cwd):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # as a reader runs it: the store is ./runs of the working directory, not the suite's throwaway store
+    env = {name: value for name, value in os.environ.items() if name not in ("RNNLAB_STORE", "RNNLAB_PUBLIC")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, *words[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -186,11 +245,28 @@ def _check_cli_output(line: str, done, workdir: Path) -> None:
         assert f"the default is {default_epochs}" in README
     elif command == "train":
         out = workdir / _option(words, "--out")
-        promised = [name for name in _backticked_after("`train` writes into `--out`:", "\n\n") if "." in name]
+        promised = [name for name in _backticked_after("`train` writes into `--out`:", "\n\n")
+                    if "." in name and "/" not in name]
         written = sorted(path.name for path in out.iterdir())
         assert promised and all(name in written for name in promised), f"{line} wrote {written}"
         if "--epochs" in words:
             assert len(pd.read_csv(out / "history.csv")) <= int(_option(words, "--epochs"))
+        # "It also adds the run to the run store (`--store DIR`, default `./runs`) and prints its id",
+        # a folder holding the files "The run store" paragraph lists
+        stored = re.search(r"stored as run (\S+) in ", done.stdout)
+        assert stored, done.stdout
+        folder = workdir / (_option(words, "--store") or "runs") / stored.group(1)
+        in_store = [name for name in _backticked_after("**The run store.**", "Each file is written")
+                    if re.fullmatch(r"\w+\.(json|csv|safetensors|npz)", name)]
+        assert len(in_store) >= 8 and all((folder / name).is_file() for name in in_store), sorted(folder.iterdir())
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["status"] in ("completed", "early_stopped")
+        assert meta["name"] == (_option(words, "--name") or "")
+        if "--horizon" in words:  # one model forecasts every lead day 1..H
+            predictions = pd.read_csv(out / "predictions.csv")
+            assert sorted(set(predictions["lead"])) == list(range(1, int(_option(words, "--horizon")) + 1))
+            assert predictions[["lower", "upper"]].notna().all().all()
+            assert f"{float(_option(words, '--coverage')):.0%} intervals" in done.stdout
         if "--resume" in words:
             parent = pd.read_csv(workdir / _option(words, "--resume") / "history.csv")
             branch = pd.read_csv(out / "history.csv")
@@ -213,6 +289,28 @@ def _check_cli_output(line: str, done, workdir: Path) -> None:
         predictions = pd.read_csv(workdir / _option(words, "--out"))
         assert list(predictions.columns) == _backticked_after("`predict` writes", "for every window")
         assert set(predictions["split"]) == {"train", "validation", "calibration", "test", "forecast"}
+    elif command == "forecast":
+        ahead = pd.read_csv(workdir / _option(words, "--out"))
+        assert list(ahead.columns) == _backticked_after("`forecast` writes", "(to stdout")
+        horizon = json.loads((workdir / _option(words, "--weights")).parent.joinpath("config.json").read_text())
+        horizon = horizon["data"]["horizon"]
+        assert list(ahead["lead"]) == list(range(1, horizon + 1))  # "one row per lead day"
+        last = pd.read_csv(ROOT / "data" / "seattle_weather.csv", parse_dates=["date"])["date"].max()
+        assert pd.Timestamp(ahead["date"].iloc[0]) == last + pd.Timedelta(days=1)  # "after the file's last date"
+        assert (ahead["lower"] <= ahead["predicted"]).all() and (ahead["predicted"] <= ahead["upper"]).all()
+    elif command == "backtest":
+        folds = pd.read_csv(workdir / _option(words, "--out") / "folds.csv")
+        assert len(folds) == int(_option(words, "--folds")), "folds.csv holds one row per fold"
+        assert " ± " in done.stdout
+    elif command == "sweep":
+        best = re.search(r"^best: .*; sweep (\S+)$", done.stdout, re.MULTILINE)
+        assert best, f"{line} printed no best run:\n{done.stdout}"
+        assert "fANOVA" in done.stdout
+        store = workdir / (_option(words, "--store") or "runs")
+        trials = [json.loads(path.read_text()) for path in store.glob("*/meta.json")]
+        trials = [meta for meta in trials if meta.get("sweep") == best.group(1)]
+        assert len(trials) == int(_option(words, "--trials")), "every trial is a run in the store"
+        assert all(meta["status"] == "completed" for meta in trials)
     else:
         pytest.fail(f"the README runs a command this test does not know what to expect of: {line}")
 
