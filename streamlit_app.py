@@ -24,7 +24,8 @@ from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry, split_comparable
-from rnnlab.store import is_public
+from rnnlab.store import is_public, open_run, save_data
+from rnnlab.sweep import Sweep, metric_summary, parse_space, seed_band
 from rnnlab.tables import DATE_FORMATS, DEFAULT_DATA_PATH, default_target, load_csv
 from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
@@ -694,6 +695,186 @@ def run_panel():
 
 with run_area:
     run_panel()
+
+# ---------------------------------------------------------------------------------------------
+# The run store and experiments: runs kept on disk, seed bands and sweeps on the cluster
+# ---------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=8, show_spinner=False)
+def stored_prepared(data_file: str, load_json: str, settings_json: str):
+    """A stored run's data, prepared with its own settings (read from the store's copy of the file)."""
+    import json
+
+    settings = json.loads(settings_json)
+    settings["features"] = tuple(settings["features"]) if settings.get("features") else None
+    table_ = load_csv(data_file, **json.loads(load_json))
+    return prepare(table_, **DataSettings(**settings).prepare_kwargs())
+
+
+def open_stored_run(stored) -> None:
+    """Bring a run of the store into this session (its charts, X-ray, downloads and branches)."""
+    import json
+    from pathlib import Path
+
+    config = stored.config
+    data_file = config.get("data_file")
+    if not data_file or not Path(data_file).is_file():
+        st.session_state.store_problem = (f"Run {stored.run_id} cannot be opened: its data file is not in the store "
+                                          "(it was trained from a file elsewhere); use the CLI's evaluate on it.")
+        return
+    try:
+        load_options = config.get("load") or {}
+        prepared_ = stored_prepared(data_file, json.dumps(load_options, sort_keys=True),
+                                    json.dumps(config.get("data", {}), sort_keys=True))
+        data = {"bytes": Path(data_file).read_bytes(), "name": Path(data_file).name, "load": load_options}
+        run = registry.adopt(owner, stored, prepared_, data)
+    except (DataError, WeightsError, ValueError, KeyError, OSError) as error:
+        st.session_state.store_problem = f"Run {stored.run_id} cannot be opened: {error}"
+        return
+    st.session_state.store_problem = None
+    show(run.run_id)
+    st.session_state.show_run = run.run_id
+
+
+def experiment_data():
+    """The current data as a worker needs it, or None with the reason on screen."""
+    if prepared is None:
+        st.caption(f"Experiments need usable data: {data_problem or 'choose data first.'}")
+        return None
+    return {"bytes": raw, "name": name}
+
+
+def start_experiment(kind: str) -> None:
+    s = st.session_state
+    data = experiment_data()
+    if data is None or registry.cluster is None:
+        return
+    try:
+        options = dict(owner=store_owner, load_options=load, data_name=name,
+                       data_file=str(save_data(registry.store, raw, owner=store_owner)))
+        if kind == "seed band":
+            experiment = seed_band(registry.cluster, registry.store, data, prepared.settings().to_dict(),
+                                   current_config().to_dict(), int(s.band_seeds), **options)
+        else:
+            texts = dict(line.split("=", 1) for line in s.sweep_space.splitlines() if "=" in line)
+            texts = {k.strip().replace("-", "_").replace(" ", "_"): v.strip() for k, v in texts.items()}
+            unknown = [k for k in texts if k not in TRAIN_FIELDS and k not in ("lookback", "horizon", "target",
+                                                                                 "features", "calibration")]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not a setting: use names like {', '.join(TRAIN_FIELDS[:5])}, "
+                                 "lookback.")
+            fixed_data, fixed_train, space = parse_space(texts, prepared.settings().to_dict(),
+                                                         current_config().to_dict())
+            experiment = Sweep(registry.cluster, registry.store, data, space, fixed_data=fixed_data,
+                               fixed_train=fixed_train, search=s.sweep_search, trials=int(s.sweep_trials),
+                               **options)
+        experiment.start()
+    except (DataError, ValueError) as error:
+        s.experiment_problem = str(error)
+        return
+    s.experiment_problem = None
+    experiments().insert(0, experiment)
+
+
+def experiments() -> list:
+    """This session's seed bands and sweeps, newest first (in memory; their runs are in the store)."""
+    return st.session_state.setdefault("experiments", [])
+
+
+def draw_experiment(experiment) -> None:
+    """A seed band as a band and mean ± std; a sweep as its live trials table, parallel coordinates and importance."""
+    table_ = experiment.table()
+    done = experiment.done
+    runs_ = [run for trial in experiment.trials for run in trial.runs]
+    finished = sum(run.done for run in runs_)
+    title = f"{experiment.kind.capitalize()} {experiment.sweep_id[-6:]}: {experiment.status}"
+    st.markdown(f"**{title}** · {finished} of {len(runs_)} runs finished"
+                + (f" · {experiment.message}" if experiment.message else ""))
+    unit = unit_of(prepared.target) if prepared is not None else ""
+    if experiment.kind == "seed band":
+        histories = [run.snapshot()["history"] for run in runs_]
+        st.plotly_chart(figures.seed_band_figure(histories, ("val_mse",), unit=unit,
+                                                 title=f"Validation MSE over {len(runs_)} seeds: mean and min–max"),
+                        key=f"band_{experiment.sweep_id}")
+        metrics = [run.result.metrics for run in runs_ if run.done and run.result is not None]
+        if metrics:
+            summary_ = metric_summary(metrics)
+            summary_["mean ± std"] = [f"{m:.3f} ± {d:.3f}" for m, d in zip(summary_["mean"], summary_["std"])]
+            st.dataframe(summary_[["split", "metric", "mean ± std", "runs"]], hide_index=True,
+                         key=f"band_metrics_{experiment.sweep_id}")
+    else:
+        st.dataframe(table_.drop(columns=["runs"]), hide_index=True, key=f"trials_{experiment.sweep_id}")
+        settings = list(experiment.space)
+        logs = [n for n, p in experiment.space.items() if type(p).__name__ == "LogRange"]
+        chart_a, chart_b = st.columns(2)
+        chart_a.plotly_chart(figures.parallel_coordinates_figure(table_, settings, log_settings=logs, unit=unit),
+                             key=f"parallel_{experiment.sweep_id}")
+        chart_b.plotly_chart(figures.importance_figure(experiment.importance() if done else {}),
+                             key=f"importance_{experiment.sweep_id}")
+    trial_runs = {run.run_id: f"trial {trial.number}, seed {index}" for trial in experiment.trials
+                  for index, run in enumerate(trial.runs) if run.done}
+    if trial_runs:
+        pick, open_column = st.columns([3, 1], vertical_alignment="bottom")
+        chosen = pick.selectbox("Open a finished run as the shown run", list(trial_runs), format_func=trial_runs.get,
+                                key=f"open_trial_{experiment.sweep_id}")
+        if open_column.button("Open", key=f"open_{experiment.sweep_id}"):
+            open_stored_run(open_run(registry.store, chosen, owner=store_owner))
+            st.rerun()
+
+
+experiments_running = any(not e.done for e in st.session_state.get("experiments", []))
+
+
+@st.fragment(run_every=POLL_SECONDS if experiments_running else None)
+def experiments_panel():
+    with st.expander("Experiments: seed bands and sweeps on the cluster", expanded=experiments_running):
+        band_column, sweep_column = st.columns(2)
+        with band_column:
+            st.markdown("**Seed band**: the sidebar's settings trained with seeds 0…N−1 in parallel, to see "
+                        "whether a difference between two settings is bigger than seed noise.")
+            st.number_input("Seeds", 2, 16, 4, key="band_seeds")
+            if st.button("Repeat with these seeds", key="start_band", on_click=start_experiment, args=("seed band",)):
+                st.rerun()  # the whole page, so that the panel polls while the band trains
+        with sweep_column:
+            st.markdown("**Sweep**: one setting per line, a comma list for choices or `a:b` for a log range; "
+                        "everything else is the sidebar's.")
+            st.text_area("Settings to sweep", "model = lstm,gru\nhidden_size = 16,32\nlr = 1e-4:1e-2",
+                         key="sweep_space", height=100)
+            trials_column, search_column = st.columns(2)
+            trials_column.number_input("Trials", 1, 64, 4, key="sweep_trials")
+            search_column.selectbox("Search", ["random", "grid", "tpe"], key="sweep_search",
+                                    help="TPE: Optuna's tree-structured Parzen estimator, asking for each trial "
+                                         "what the finished ones suggest.")
+            if st.button("Start the sweep", key="start_sweep", on_click=start_experiment, args=("sweep",)):
+                st.rerun()
+        if st.session_state.get("experiment_problem"):
+            st.error(st.session_state.experiment_problem)
+        for experiment in experiments():
+            draw_experiment(experiment)
+    with st.expander("Runs in the store"):
+        from rnnlab.store import list_runs
+
+        st.caption(f"Every run kept on disk in {registry.store} — from this dashboard, the command line and "
+                   "earlier server processes. A run whose process died while training reads 'interrupted'.")
+        stored = list_runs(registry.store, owner=store_owner)
+        if st.session_state.get("store_problem"):
+            st.error(st.session_state.store_problem)
+        if stored:
+            rows = [run.row() for run in stored[:200]]
+            st.dataframe(rows, hide_index=True, key="store_table")
+            by_id = {run.run_id: run for run in stored[:200]}
+            pick, open_column = st.columns([3, 1], vertical_alignment="bottom")
+            chosen = pick.selectbox("Open a stored run", list(by_id),
+                                    format_func=lambda i: f"{i} {by_id[i].name}",
+                                    key="stored_pick")
+            if open_column.button("Open", key="open_stored"):
+                open_stored_run(by_id[chosen])
+                st.rerun()
+    if experiments_running and not any(not e.done for e in experiments()):
+        st.rerun()
+
+
+if registry.store is not None:
+    experiments_panel()
 
 # ---------------------------------------------------------------------------------------------
 # Evaluate a weights file on the current data

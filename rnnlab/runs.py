@@ -393,6 +393,39 @@ class RunRegistry:
         run.thread.start()
         return run
 
+    def adopt(self, owner: str, stored, prepared: PreparedData, data: dict) -> Run:
+        """A run of the store (a CLI run, one of an earlier server, a sweep's trial) as a finished run of
+        ``owner``'s session, with its model, snapshots and scores rebuilt from its files.
+
+        stored: ``store.StoredRun``; prepared: its data prepared with its settings; data: the CSV
+        ({"bytes", "name", "load"}) so that it can be branched.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from rnnlab.weights_io import load_run, load_snapshots
+
+        with self._lock:
+            for run in self._runs.values():
+                if run.owner == owner and run.store_id == stored.run_id:
+                    return run
+        config = TrainConfig.from_dict(stored.config.get("train", {})).validate()
+        model = None
+        if (stored.path / "model.safetensors").is_file():
+            model = load_run(stored.path / "model.safetensors").model
+        snapshots = load_snapshots(stored.path / "snapshots.npz") if (stored.path / "snapshots.npz").is_file() else {}
+        history = stored.history
+        result = evaluate(model, prepared, coverage=config.coverage) if model is not None and history else None
+        with self._lock:
+            number = 1 + max((r.number for r in self._runs.values() if r.owner == owner), default=0)
+            run = Run(secrets.token_urlsafe(16), owner, number, config, prepared, status=stored.status,
+                      message=stored.message, history=history, best_epoch=int(stored.meta.get("best_epoch") or 0),
+                      snapshots=snapshots, model=model, result=result, data=data, store_id=stored.run_id)
+            run.started = run.finished = time.time()
+            self._runs[run.run_id] = run
+            self._prune()
+        return run
+
     def get(self, owner: str, run_id: str | None) -> Run | None:
         """The run, only if it exists and belongs to ``owner``."""
         with self._lock:

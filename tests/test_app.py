@@ -358,3 +358,60 @@ def test_every_lead_day_its_intervals_the_next_days_and_a_backtest(page):
     folds = _table_with(page, "origin")
     assert list(folds["fold"]) == [1, 2] and (folds["train_end"] < folds["first_test_day"]).all()
     assert not page.exception and not page.error
+
+
+def _wait_for_experiment(at, experiment, timeout=120):
+    deadline = time.time() + timeout
+    while not experiment.done and time.time() < deadline:
+        time.sleep(0.3)
+        poll(at)
+    assert experiment.done
+    poll(at)
+    at.run()
+
+
+def test_a_seed_band_and_a_sweep_train_on_the_cluster_and_a_trial_opens_as_a_run(page):
+    _small(page, epochs=2)
+    page.number_input(key="band_seeds").set_value(3)
+    page.button(key="start_band").click().run()
+    band = page.session_state["experiments"][0]
+    _wait_for_experiment(page, band)
+    assert band.kind == "seed band" and len(band.trials[0].runs) == 3
+    figure = next(c.proto.spec for c in page.get("plotly_chart") if "over 3 seeds" in c.proto.spec)
+    assert "min–max" in figure and "mean" in figure
+    summary = _table_with(page, "mean ± std")
+    assert set(summary["split"]) == {"validation", "test"} and set(summary["runs"]) == {3}
+    page.text_area(key="sweep_space").set_value("hidden_size = 4,8\nlr = 1e-3:1e-2")
+    page.number_input(key="sweep_trials").set_value(3)
+    page.button(key="start_sweep").click().run()
+    sweep = page.session_state["experiments"][0]
+    _wait_for_experiment(page, sweep)
+    trials = _table_with(page, "hidden_size")
+    assert len(trials) == 3 and set(trials["status"]) == {"complete"}  # Optuna's word for a finished trial
+    specs = " ".join(c.proto.spec for c in page.get("plotly_chart"))
+    assert "parcoords" in specs and "importance" in specs.lower()
+    page.button(key=f"open_{sweep.sweep_id}").click().run()
+    opened = _current_run(page)
+    assert opened is not None and opened.store_id in {r.run_id for t in sweep.trials for r in t.runs}
+    assert opened.result is not None and opened.config.hidden_size in (4, 8) and not page.exception
+
+
+def test_the_store_lists_cli_runs_and_opens_them(page, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    store = os.environ["RNNLAB_STORE"]
+    done = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--epochs", "2", "--hidden-size", "4",
+                           "--store", store, "--name", "from the CLI", "--out", str(tmp_path / "cli")],
+                          capture_output=True, text=True, cwd=Path(APP).parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page.run()
+    stored = _table_with(page, "name")
+    assert "from the CLI" in list(stored["name"])
+    run_id = stored.loc[stored["name"] == "from the CLI", "id"].iloc[0]
+    page.selectbox(key="stored_pick").set_value(run_id)
+    page.button(key="open_stored").click().run()
+    opened = _current_run(page)
+    assert opened.store_id == run_id and opened.result is not None and len(opened.history) == 2
+    assert not page.exception
