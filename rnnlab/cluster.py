@@ -35,7 +35,6 @@ retried task announces itself with a second "started" event, and the holder fail
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import subprocess
 import sys

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -161,7 +163,8 @@ def _settings_with(data: dict, train: dict, params: dict) -> tuple[DataSettings,
     fields = _fields()
     data = {**data, **{k: v for k, v in params.items() if fields[k][0] is DataSettings}}
     train = {**train, **{k: v for k, v in params.items() if fields[k][0] is TrainConfig}}
-    data_settings = DataSettings(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(DataSettings)}})
+    known = {f.name for f in dataclasses.fields(DataSettings)}
+    data_settings = DataSettings(**{k: v for k, v in data.items() if k in known})
     return data_settings.validate(), TrainConfig.from_dict(train).validate()
 
 
@@ -504,9 +507,6 @@ class Sweep:
 
     def document(self) -> dict:
         """The sweep as ``sweep.json`` keeps it."""
-        import os
-        import socket
-
         with self._lock:
             status, message = self.status, self.message
         table = self.table()

@@ -123,7 +123,8 @@ def test_a_cli_run_is_listed_with_its_files(tmp_path):
     assert run.name == "from the CLI" and run.status == "completed" and len(run.history) == 2
     assert f"stored as run {run.run_id}" in done.stdout
     # the store's folder is a run folder like --out's: the same config, weights and tables
-    assert json.loads(run.file("config.json"))["train"] == json.loads((tmp_path / "out" / "config.json").read_text())["train"]
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert json.loads(run.file("config.json"))["train"] == written["train"]
     assert run.file("model.safetensors") == (tmp_path / "out" / "model.safetensors").read_bytes()
     assert pd.read_csv(run.path / "history.csv").shape == pd.read_csv(tmp_path / "out" / "history.csv").shape
     assert store.runs_table([run]).loc[0, "name"] == "from the CLI"
