@@ -3,7 +3,7 @@
     streamlit run streamlit_app.py      # then open http://localhost:8501
 
 The page only wires widgets to rnnlab: settings (defaults, limits, help) come from rnnlab.config,
-data loading, training (in a background thread), scoring, figures and weights files all live in
+data loading, training (on the server's Dask worker processes), scoring, figures and weights files all live in
 the package. What changes while a run trains is drawn inside one polling fragment, because in the
 browser only the fragment reruns while it polls.
 """

@@ -1,8 +1,9 @@
-"""Training runs in background threads, for the dashboard (and anything else that wants them).
+"""Training runs for the dashboard (and anything else that wants them).
 
-A :class:`Run` trains in a plain ``threading.Thread`` that never touches Streamlit; the page reads
-``run.snapshot()`` whenever it redraws. A :class:`RunRegistry` holds the runs of every browser
-session of one server: ids are unguessable (``secrets.token_urlsafe``), every lookup names its
+A :class:`Run` is trained on the server's Dask cluster (``rnnlab.cluster``; a plain thread of this
+process when the registry has no cluster) and written into the run store; a thread that never
+touches Streamlit mirrors its progress, and the page reads ``run.snapshot()`` whenever it redraws.
+A :class:`RunRegistry` holds the runs of every browser session of one server: ids are unguessable (``secrets.token_urlsafe``), every lookup names its
 owner so a session only ever sees and stops its own runs, the number of runs training at once is
 bounded, and so is the number of finished runs kept in memory.
 """
