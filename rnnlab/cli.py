@@ -489,92 +489,12 @@ def _sweep(args):
           f"run {best['runs'][0]} in {folder}/; sweep {sweep.sweep_id}")
 
 
-def _add_sweep_parser(commands):
-    """'sweep': every setting flag takes one value (fixed), a comma list (choices) or a:b (a log-uniform range)."""
-    sweep = commands.add_parser(
-        "sweep", help="train many runs on a Dask cluster, each into the store: a search over settings, or seed bands",
-        description="Every setting flag takes one value (fixed), a comma list (choices: --model lstm,gru) or a:b (a "
-                    "log-uniform range: --lr 1e-4:1e-2). The objective is the validation MSE; the best run is printed.")
-    sweep.add_argument("--data", default=str(DEFAULT_DATA_PATH), help="CSV file (default: the embedded Seattle data)")
-    sweep.add_argument("--store", default=None, metavar="DIR",
-                       help="the run store to add the sweep and its runs to (default $RNNLAB_STORE, else ./runs)")
-    sweep.add_argument("--name", default="", metavar="TEXT", help="a name for the sweep, shown with its runs")
-    sweep.add_argument("--trials", type=int, default=None, metavar="N",
-                       help="how many trials (default 8; a grid: all its combinations)")
-    sweep.add_argument("--search", choices=("grid", "random", "tpe"), default="random",
-                       help="grid: every combination; random; tpe: Optuna's TPE (default random)")
-    sweep.add_argument("--seeds", type=int, default=1, metavar="K",
-                       help="train every trial with seeds 0..K-1 and score it by their mean (default 1)")
-    sweep.add_argument("--workers", type=int, default=None, metavar="W",
-                       help="worker processes of the local Dask cluster (default: the cores)")
-    sweep.add_argument("--scheduler", default=None, metavar="ADDR",
-                       help="train on a running Dask cluster (tcp://host:port) instead (default $RNNLAB_SCHEDULER)")
-    _add_load_flags(sweep)
-    for field in dataclasses.fields(DataSettings) + dataclasses.fields(TrainConfig):
-        fixed_only = " (fixed only)" if field.name in ("features", "splits") else ""
-        sweep.add_argument("--" + field.name.replace("_", "-"), default=None, metavar="VALUE",
-                           help=_flag_help(field.metadata, field.default) + fixed_only)
-
-
-def _print_trial(sweep, trial):
-    settings = " ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
-                        for name, value in trial.params.items())
-    score = f"validation MSE {trial.value:.3f}" if trial.value is not None else trial.runs[0].message
-    print(f"trial {trial.number}/{sweep.trials_planned} {trial.status}: {settings or 'fixed settings'}: {score}",
-          flush=True)
-
-
-def _sweep(args):
-    from rnnlab.cluster import get_cluster
-    from rnnlab.sweep import OBJECTIVE, Sweep, parse_space
-
-    names = [f.name for f in dataclasses.fields(DataSettings) + dataclasses.fields(TrainConfig)]
-    data, train, space = parse_space({name: getattr(args, name) for name in names})
-    load_options = _load_options(args)
-    table = _load(args.data, load_options)  # a bad file or target is refused here, before any worker starts
-    fixed = DataSettings(**{**data, "features": data["features"], "splits": tuple(data["splits"])}).validate()
-    if not any(name in space for name in ("target", "features", "lookback", "horizon")):
-        prepare(table, **fixed.prepare_kwargs())
-    holder = get_cluster(args.scheduler, args.workers)
-    where = holder.address or f"a local Dask cluster of {holder.n_workers} worker processes"
-    print(f"note: training on {where}.", file=sys.stderr)
-    sweep = Sweep(holder, args.store, Path(args.data).read_bytes(), space, fixed_data=data, fixed_train=train,
-                  search=args.search, trials=args.trials, seeds=args.seeds, name=args.name,
-                  load_options=load_options, data_file=str(Path(args.data).resolve()), data_name=Path(args.data).name,
-                  on_trial=_print_trial)
-    try:
-        sweep.start()
-        try:
-            sweep.wait()
-        except KeyboardInterrupt:
-            sweep.stop()
-            sweep.wait(120)
-            raise
-    finally:
-        holder.close()
-    print(sweep.table().drop(columns=["runs"]).to_string(index=False))
-    importance = sweep.importance()
-    if importance:
-        print("parameter importance (Optuna fANOVA, share of the validation MSE's variance): "
-              + ", ".join(f"{name} {share:.2f}" for name, share in importance.items()))
-    best = sweep.best()
-    if best is None:
-        raise DataError(f"No trial gave a {OBJECTIVE}: {sweep.message}")
-    spread = f" ± {best['std']:.3f} over {args.seeds} seeds" if best["std"] is not None else ""
-    settings = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
-    folder = sweep.store if sweep.store is not None else "runs"
-    print(f"best: trial {best['trial']} ({settings or 'fixed settings'}), {OBJECTIVE} {best['value']:.3f}{spread}; "
-          f"run {best['runs'][0]} in {folder}/; sweep {sweep.sweep_id}")
-
-
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             _train(args, argv)
-        elif args.command == "sweep":
-            _sweep(args)
         elif args.command == "sweep":
             _sweep(args)
         else:
