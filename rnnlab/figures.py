@@ -465,7 +465,9 @@ def saturation_figure(saturation: pd.DataFrame) -> go.Figure:
         return _empty("Gate saturation", "A plain RNN has no gates.")
     figure = go.Figure()
     for index, ((layer, gate), rows) in enumerate(saturation.groupby(["layer", "gate"], sort=False)):
-        figure.add_scatter(x=rows["left"], y=rows["right"], mode="markers", name=f"{gate}, layer {layer + 1}",
+        gate_name = {"i": "input gate i", "f": "forget gate f", "o": "output gate o", "r": "reset gate r",
+                     "z": "update gate z"}.get(gate, gate)
+        figure.add_scatter(x=rows["left"], y=rows["right"], mode="markers", name=f"{gate_name}, layer {layer + 1}",
                            marker=dict(size=8, color=PALETTE[index % len(PALETTE)], opacity=0.8),
                            customdata=rows["unit"],
                            hovertemplate="unit %{customdata}: left %{x:.0%}, right %{y:.0%}<extra>%{fullData.name}</extra>")
@@ -473,8 +475,12 @@ def saturation_figure(saturation: pd.DataFrame) -> go.Figure:
                        hoverinfo="skip")
     figure.update_layout(title="Gate saturation over the test days (each point is one unit)",
                          **{**_LAYOUT, "height": 460, "hovermode": "closest", "legend": _LEGEND_BELOW})
-    figure.update_xaxes(title_text="share of steps left-saturated (< 0.1)", range=[-0.02, 1.02], tickformat=".0%")
-    figure.update_yaxes(title_text="share of steps right-saturated (> 0.9)", range=[-0.02, 1.02], tickformat=".0%")
+    # zoomed to where the units are (at least 0–10%), so a model whose gates never saturate is still readable
+    top = min(1.0, max(0.1, 1.15 * float(saturation[["left", "right"]].to_numpy().max())))
+    figure.update_xaxes(title_text="share of steps left-saturated (< 0.1)", range=[-0.02 * top, top * 1.02],
+                        tickformat=".0%")
+    figure.update_yaxes(title_text="share of steps right-saturated (> 0.9)", range=[-0.02 * top, top * 1.02],
+                        tickformat=".0%")
     return figure
 
 

@@ -197,6 +197,18 @@ def test_train_see_charts_and_download_weights_that_reproduce_the_predictions(se
         _wait_idle(page)
         page.screenshot(path=str(ARTIFACTS / f"3-{view.lower().replace(' ', '-')}.png"))
     assert page.get_by_test_id("stPlotlyChart").count() >= 1
+    # every part of the X-ray (the view is open): each draws, none raises
+    parts = page.get_by_test_id("stButtonGroup").nth(1)
+    for part, shows in (("Gates", "input gate i"), ("Saliency", "Integrated gradients"),
+                        ("Gradient check", "Run the gradient check"), ("Rewind and branch", "Branch from epoch")):
+        parts.get_by_text(part, exact=True).click()
+        _wait_idle(page)
+        page.get_by_text(shows).first.wait_for(timeout=20_000)
+        if part == "Gradient check":
+            page.get_by_role("button", name="Run the gradient check").click()
+            page.get_by_text(re.compile(r"Checked in [0-9.]+ s")).first.wait_for(timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / f"5-xray-{part.lower().replace(' ', '-')}.png"), full_page=True)
+        assert page.get_by_test_id("stException").count() == 0, part
 
     with page.expect_download() as weights:
         page.get_by_role("button", name="Weights (.safetensors)").click()
