@@ -335,7 +335,8 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
         split_starts, dropped[name] = _window_starts(day_index, start, stop, lookback, horizon)
         if len(split_starts) == 0:
             raise TooFewRowsError(
-                f"The {name} split has no window of {lookback} days without a gap in the dates: use a shorter lookback."
+                f"The {name} split has no window of {lookback} {_steps(table)} without a gap in the dates: "
+                "use a shorter lookback."
             )
         lead_rows = split_starts[:, None] + (lookback + np.arange(horizon))  # (n, horizon)
         observed = ~target_filled[lead_rows].any(axis=1)
@@ -360,6 +361,12 @@ def prepare(table: LoadedTable, target: str | None = None, features=None, lookba
                         table.source_name, calibration)
 
 
+def _steps(table) -> str:
+    """The table's step in words, plural: days, hours, 10-minute steps, months."""
+    unit = getattr(table, "step_unit", "day")
+    return {"day": "days", "hour": "hours", "10 minutes": "10-minute steps", "month": "months"}.get(unit, "steps")
+
+
 def last_rows(table: LoadedTable, features, lookback: int, horizon: int) -> tuple[np.ndarray, pd.DatetimeIndex]:
     """The table's last ``lookback`` rows of ``features`` in original units, (lookback, F), and the
     ``horizon`` days after its last date, (horizon,), that a window of them forecasts.
@@ -382,7 +389,10 @@ def last_rows(table: LoadedTable, features, lookback: int, horizon: int) -> tupl
         names = ", ".join(np.asarray(columns)[filled[row]])
         raise DataError(f"The last {lookback} rows have missing values ({names} on {tail.index[row].date()}, filled "
                         f"in from the day before), so a forecast would rest on made-up inputs: add the missing values.")
-    dates = pd.DatetimeIndex([last + lead * table.step for lead in range(1, horizon + 1)])
+    if getattr(table, "step_unit", "day") == "month":  # calendar months, not 30.44-day steps
+        dates = pd.DatetimeIndex([last + pd.DateOffset(months=lead) for lead in range(1, horizon + 1)])
+    else:
+        dates = pd.DatetimeIndex([last + lead * table.step for lead in range(1, horizon + 1)])
     return tail[list(features)].to_numpy(), dates
 
 

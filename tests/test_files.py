@@ -233,3 +233,14 @@ def test_app_aggregates_sub_daily_rows_or_keeps_their_step(page):
 def test_app_has_no_resampling_choice_for_daily_data(page):
     assert not [r for r in page.radio if r.key == "resample::seattle_weather.csv"]
     assert "Dates from column date, read as YYYY/MM/DD" in _found(page)
+
+
+def test_monthly_forecast_dates_are_calendar_months_and_messages_say_the_step():
+    from rnnlab.windows import _steps, last_rows
+
+    table = load_csv(FILES / "monthly_yyyy_mm.csv")
+    _, dates = last_rows(table, list(table.frame.columns)[:1], 3, 2)
+    assert [d.date().isoformat() for d in dates] == ["2007-01-01", "2007-02-01"]  # not 2006-12-31 + 30.44 days
+    # the words the window errors use for the step
+    assert _steps(load_csv(FILES / "ten_minute.csv", resample="none")) == "10-minute steps"
+    assert _steps(table) == "months" and _steps(load_csv(FILES / "ten_minute.csv")) == "days"
