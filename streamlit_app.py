@@ -375,10 +375,20 @@ def draw_status(run, snap):
 
 
 def draw_views(run, snap):
-    """The chosen view of the shown run; only that figure is built (each costs the trainer GIL time)."""
+    """The shown run's views: every live chart at once while it trains, then the chosen view."""
     history = snap["history"]
     unit = unit_of(run.prepared.target)
     view = st.segmented_control("View", VIEWS, default="Loss", key="view", label_visibility="collapsed") or "Loss"
+    if snap["status"] in ACTIVE and history and view in ("Loss", "Weight change", "Gradients"):
+        # training runs on a worker process, so the page can afford every live chart at once
+        st.caption("Live: loss, weight change and gradients at once; predictions, scores and the X-ray come "
+                   "when the run ends.")
+        left, right = st.columns(2)
+        left.plotly_chart(figures.loss_figure(history, target_unit=unit), key="live_loss_chart")
+        right.plotly_chart(figures.gradient_figure(history, run.config.grad_clip), key="live_gradient_chart")
+        left.plotly_chart(figures.weight_change_figure(history), key="live_weight_chart")
+        right.plotly_chart(figures.gradient_flow_figure(history), key="live_flow_chart")
+        return
     if not history and snap["status"] not in ACTIVE:
         if snap["batch_losses"]:
             st.plotly_chart(figures.batch_loss_figure(snap["batch_losses"], 1, snap["message"]), key="batch_chart")

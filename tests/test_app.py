@@ -123,6 +123,9 @@ def test_stop_is_enabled_while_the_fragment_polls_and_ends_the_run_within_a_batc
     stop = page.button(key="stop")
     assert not stop.disabled
     assert any("epoch" in p.proto.text for p in page.get("progress"))
+    live = " ".join(c.proto.spec for c in page.get("plotly_chart"))
+    assert all(title in live for title in ("Loss per epoch", "Weight change per matrix",
+                                           "Global gradient norm", "Gradient reaching each day"))  # all at once
     stop.click()
     poll(page)
     deadline = time.time() + 5
