@@ -11,6 +11,7 @@ browser only the fragment reruns while it polls.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import pandas as pd
@@ -23,7 +24,7 @@ from rnnlab.forecast import next_days
 from rnnlab.config import DataSettings, TrainConfig, spec
 from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
-from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, shared_registry, split_comparable
+from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, branch_epochs, shared_registry, split_comparable
 from rnnlab.store import is_public, open_run, save_data
 from rnnlab.sweep import Sweep, metric_summary, parse_space, seed_band
 from rnnlab.tables import DATE_FORMATS, DEFAULT_DATA_PATH, default_target, load_csv
@@ -71,10 +72,13 @@ def cached_series_figure(raw: bytes, name: str, column: str, load: dict | None =
 # ---------------------------------------------------------------------------------------------
 # Session: who this is, which run is shown, the sidebar's values
 # ---------------------------------------------------------------------------------------------
+OWNER_FORMAT = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # secrets.token_urlsafe(16) is 22 such characters
+
+
 def session_owner() -> str:
     """An unguessable token for this browser session, kept in the URL so a refresh finds its runs again."""
     owner = st.query_params.get("owner")
-    if not owner or len(owner) < 20:
+    if not owner or not OWNER_FORMAT.match(owner):  # only keys of the form the server issues
         owner = RunRegistry.new_owner()
         st.query_params["owner"] = owner
     return owner
@@ -98,17 +102,45 @@ def run_settings(run) -> dict:
     return values
 
 
+def widget_accepts(key: str, value) -> bool:
+    """Whether the sidebar's widget for ``key`` can show ``value`` (its options, or its range in the app)."""
+    settings_class = DataSettings if key in ("lookback", "horizon") else TrainConfig
+    if key == "clip_on" or key not in {f.name for f in dataclasses.fields(settings_class)}:
+        return True
+    meta = spec(settings_class, key)
+    if meta.get("kind") == "choice":
+        return value in meta["choices"]
+    if meta.get("choices"):
+        return value in meta["choices"]
+    low, high = meta.get("app_low", meta.get("low")), meta.get("app_high", meta.get("high"))
+    return low is None or low <= value <= high
+
+
 def load_run_settings(run) -> None:
-    """Put ``run``'s settings into the sidebar (and its target and features, when its data is the current data)."""
+    """Put ``run``'s settings into the sidebar (and its target and features, when its data is the current data);
+    a value the sidebar cannot show (a swept learning rate between its steps, say) is left and named."""
+    left = []
     for key, value in run_settings(run).items():
-        st.session_state[key] = value
+        if widget_accepts(key, value):
+            st.session_state[key] = value
+        else:
+            left.append(f"{key.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{key} {value}")
+    st.session_state.load_note = (f"Not loaded, as the sidebar has no such value: {', '.join(left)}. "
+                                  "Branch the run to continue it with its own settings.") if left else None
     name = run.prepared.source_name
     st.session_state[f"target::{name}"] = run.prepared.target
     st.session_state[f"features::{name}"] = list(run.prepared.features)
 
 
 def shown_run():
-    return registry.get(owner, st.session_state.shown_run)
+    """The run on screen; when it is gone (pruned, or a stale link) the session's newest run instead."""
+    run = registry.get(owner, st.session_state.shown_run)
+    if run is None:
+        runs_ = registry.runs_of(owner)
+        if runs_:
+            run = runs_[-1]
+            st.session_state.shown_run = run.run_id
+    return run
 
 
 WIDGET_DEFAULTS = {**{name: spec(TrainConfig, name)["default"] for name in TRAIN_FIELDS},
@@ -619,13 +651,18 @@ def draw_xray(run):
         st.plotly_chart(figures.predictions_figure(result.predictions, prepared.target, unit, "test"),
                         key="xray_predictions")
         c = current_config()
+        if not run.snapshots:
+            st.caption(f"{run.label} keeps no snapshots, so it cannot be branched.")
+            return
+        total = branch_epochs(run, epoch, c.epochs)
         st.caption(f"A branch continues {run.label} from epoch {epoch} with the sidebar's training settings "
-                   f"(learning rate {c.lr:g}, {c.optimizer}, clipping {c.grad_clip or 'off'}, "
-                   f"{max(c.epochs, epoch + 1)} epochs in all); the model and data stay this run's. "
-                   "With unchanged settings it reproduces this run's later epochs exactly.")
+                   f"(learning rate {c.lr:g}, {c.optimizer}, clipping {c.grad_clip or 'off'}, {total} epochs in "
+                   "all); the model and data stay this run's. With unchanged settings it reproduces this run's "
+                   "later epochs exactly.")
         if st.button(f"Branch from epoch {epoch}", key="branch"):
             try:
-                branch = registry.start(owner, c, run.prepared, branch_of=run, from_epoch=epoch)
+                branch = registry.start(owner, c, run.prepared, branch_of=run, from_epoch=epoch,
+                                        store_owner=store_owner)
             except (CapacityError, DataError, ValueError) as error:
                 st.error(str(error))
             else:
@@ -693,8 +730,10 @@ def run_panel():
         note.caption(f"The settings on screen differ from {run.label} ({'; '.join(differences)}): Train would use "
                      "the settings on screen.")
         if load_button.button(f"Load run #{run.number}'s settings", key="load_settings", on_click=load_run_settings,
-                       args=(run,)):
+                              args=(run,)):
             st.rerun()  # redraw the sidebar with the loaded values
+    if st.session_state.get("load_note"):
+        st.caption(st.session_state.load_note)
     draw_views(run, snap)
     if not run.active and run.result is not None:
         draw_downloads(run)
@@ -720,25 +759,29 @@ def stored_prepared(data_file: str, load_json: str, settings_json: str):
     return prepare(table_, **DataSettings(**settings).prepare_kwargs())
 
 
-def open_stored_run(stored) -> None:
-    """Bring a run of the store into this session (its charts, X-ray, downloads and branches)."""
+def open_stored_run(run_id: str) -> None:
+    """Bring a run of the store into this session (its charts, X-ray, downloads and branches).
+
+    A button callback: it runs before the page draws its widgets, so it may choose the shown run."""
     import json
     from pathlib import Path
 
-    config = stored.config
-    data_file = config.get("data_file")
-    if not data_file or not Path(data_file).is_file():
-        st.session_state.store_problem = (f"Run {stored.run_id} cannot be opened: its data file is not in the store "
-                                          "(it was trained from a file elsewhere); use the CLI's evaluate on it.")
-        return
     try:
+        stored = open_run(registry.store, run_id, owner=store_owner)
+        if stored.status in ACTIVE:
+            raise ValueError("it is still training in another process; open it when it has ended")
+        config = stored.config
+        data_file = config.get("data_file")
+        if not data_file or not Path(data_file).is_file():
+            raise ValueError("its data file is not in the store (it was trained from a file elsewhere); "
+                             "score it with the command line's evaluate instead")
         load_options = config.get("load") or {}
         prepared_ = stored_prepared(data_file, json.dumps(load_options, sort_keys=True),
                                     json.dumps(config.get("data", {}), sort_keys=True))
         data = {"bytes": Path(data_file).read_bytes(), "name": Path(data_file).name, "load": load_options}
         run = registry.adopt(owner, stored, prepared_, data)
-    except (DataError, WeightsError, ValueError, KeyError, OSError) as error:
-        st.session_state.store_problem = f"Run {stored.run_id} cannot be opened: {error}"
+    except (DataError, WeightsError, ValueError, KeyError, OSError, TypeError) as error:
+        st.session_state.store_problem = f"Run {run_id} cannot be opened: {str(error).strip(chr(39)).rstrip('.')}."
         return
     st.session_state.store_problem = None
     show(run.run_id)
@@ -753,10 +796,31 @@ def experiment_data():
     return {"bytes": raw, "name": name}
 
 
+MAX_EXPERIMENTS_RUNNING = 2  # seed bands and sweeps running at once on this server (one per session)
+MAX_EXPERIMENTS_KEPT = 5  # per session; their runs stay in the store
+
+
+@st.cache_resource
+def running_experiments() -> dict:
+    """{session owner: its running experiment} for the whole server, to bound what runs at once."""
+    return {}
+
+
 def start_experiment(kind: str) -> None:
     s = st.session_state
     data = experiment_data()
     if data is None or registry.cluster is None:
+        return
+    server = running_experiments()
+    for key, experiment in list(server.items()):
+        if experiment.done:
+            server.pop(key, None)
+    if owner in server:
+        s.experiment_problem = "A seed band or sweep of yours is still running: stop it or wait for it to end."
+        return
+    if len(server) >= MAX_EXPERIMENTS_RUNNING:
+        s.experiment_problem = (f"{len(server)} seed bands or sweeps are running on this server already: "
+                                "try again in a few minutes.")
         return
     try:
         options = dict(owner=store_owner, load_options=load, data_name=name,
@@ -765,10 +829,14 @@ def start_experiment(kind: str) -> None:
             experiment = seed_band(registry.cluster, registry.store, data, prepared.settings().to_dict(),
                                    current_config().to_dict(), int(s.band_seeds), **options)
         else:
-            texts = dict(line.split("=", 1) for line in s.sweep_space.splitlines() if "=" in line)
+            lines = [line for line in s.sweep_space.splitlines() if line.strip()]
+            bad = next((line for line in lines if "=" not in line), None)
+            if bad is not None:
+                raise ValueError(f"'{bad.strip()}' is not a setting line: write name = values, like hidden_size = 16,32.")
+            texts = dict(line.split("=", 1) for line in lines)
             texts = {k.strip().replace("-", "_").replace(" ", "_"): v.strip() for k, v in texts.items()}
-            unknown = [k for k in texts if k not in TRAIN_FIELDS and k not in ("lookback", "horizon", "target",
-                                                                                 "features", "calibration")]
+            data_fields = [f.name for f in dataclasses.fields(DataSettings)]
+            unknown = [k for k in texts if k not in TRAIN_FIELDS and k not in data_fields]
             if unknown:
                 raise ValueError(f"{unknown[0]!r} is not a setting: use names like {', '.join(TRAIN_FIELDS[:5])}, "
                                  "lookback.")
@@ -782,7 +850,9 @@ def start_experiment(kind: str) -> None:
         s.experiment_problem = str(error)
         return
     s.experiment_problem = None
+    server[owner] = experiment
     experiments().insert(0, experiment)
+    del experiments()[MAX_EXPERIMENTS_KEPT:]  # the oldest leave memory; their runs stay in the store
 
 
 def experiments() -> list:
@@ -797,8 +867,12 @@ def draw_experiment(experiment) -> None:
     runs_ = [run for trial in experiment.trials for run in trial.runs]
     finished = sum(run.done for run in runs_)
     title = f"{experiment.kind.capitalize()} {experiment.sweep_id[-6:]}: {experiment.status}"
-    st.markdown(f"**{title}** · {finished} of {len(runs_)} runs finished"
-                + (f" · {experiment.message}" if experiment.message else ""))
+    heading, stop_column = st.columns([5, 1], vertical_alignment="center")
+    heading.markdown(f"**{title}** · {finished} of {len(runs_)} runs finished"
+                     + (f" · {experiment.message}" if experiment.message else ""))
+    if not done:
+        stop_column.button("Stop", key=f"stop_{experiment.sweep_id}", on_click=experiment.stop,
+                           help="Ask no more trials and stop the runs in flight within a batch.")
     unit = unit_of(prepared.target) if prepared is not None else ""
     if experiment.kind == "seed band":
         histories = [run.snapshot()["history"] for run in runs_]
@@ -824,10 +898,11 @@ def draw_experiment(experiment) -> None:
                   for index, run in enumerate(trial.runs) if run.done}
     if trial_runs:
         pick, open_column = st.columns([3, 1], vertical_alignment="bottom")
-        chosen = pick.selectbox("Open a finished run as the shown run", list(trial_runs), format_func=trial_runs.get,
+        pick.selectbox("Open a finished run as the shown run", list(trial_runs), format_func=trial_runs.get,
                                 key=f"open_trial_{experiment.sweep_id}")
-        if open_column.button("Open", key=f"open_{experiment.sweep_id}"):
-            open_stored_run(open_run(registry.store, chosen, owner=store_owner))
+        if open_column.button("Open", key=f"open_{experiment.sweep_id}",
+                              on_click=lambda key=f"open_trial_{experiment.sweep_id}": open_stored_run(
+                                  st.session_state[key])):
             st.rerun()
 
 
@@ -873,11 +948,11 @@ def experiments_panel():
             st.dataframe(rows, hide_index=True, key="store_table")
             by_id = {run.run_id: run for run in stored[:200]}
             pick, open_column = st.columns([3, 1], vertical_alignment="bottom")
-            chosen = pick.selectbox("Open a stored run", list(by_id),
+            pick.selectbox("Open a stored run", list(by_id),
                                     format_func=lambda i: f"{i} {by_id[i].name}",
                                     key="stored_pick")
-            if open_column.button("Open", key="open_stored"):
-                open_stored_run(by_id[chosen])
+            if open_column.button("Open", key="open_stored",
+                                  on_click=lambda: open_stored_run(st.session_state.stored_pick)):
                 st.rerun()
     if experiments_running and not any(not e.done for e in experiments()):
         st.rerun()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from rnnlab.windows import PreparedData
 from rnnlab.evaluate import evaluate
+from rnnlab.config import spec
 from rnnlab.figures import unit_of
 from rnnlab.models import create_model
 from rnnlab.train import TrainConfig, Trainer, history_frame
@@ -55,6 +56,7 @@ class Run:
     data: dict | None = None  # {"bytes": the CSV, "name": its name, "load": load_csv options}, for a worker
     store_id: str | None = None  # the run's folder in the run store, once it has one
     parent_store_id: str | None = None
+    store_owner: str | None = None  # the session's key in the store on a public deployment
     model: object = None
     result: object = None  # EvaluationResult once finished
     started: float | None = None
@@ -203,6 +205,15 @@ class Run:
                     "optimizer": c.optimizer, "batch": c.batch_size, "clip": c.grad_clip or "off", "seed": c.seed,
                     "precision": c.dtype, "data": p.source_name})
         return row
+
+
+def branch_epochs(parent: Run, from_epoch: int, epochs: int) -> int:
+    """Epochs in all of a branch from ``parent``'s epoch ``from_epoch`` asked to train ``epochs`` in all: that,
+    or (when it would end at or before the branch point) as many more epochs as the parent trained, within
+    the config's limit."""
+    if epochs > from_epoch:
+        return epochs
+    return min(from_epoch + parent.config.epochs, spec(TrainConfig, "epochs")["high"])
 
 
 def split_comparable(runs: list[Run], reference: Run) -> tuple[list[Run], dict[str, str]]:
@@ -365,14 +376,15 @@ class RunRegistry:
         if branch_of is not None:
             resume = branch_of.snapshots.get(from_epoch)
             if resume is None:
-                raise CapacityError(f"{branch_of.label} keeps no snapshot of epoch {from_epoch}: pick one of "
-                                    f"{', '.join(map(str, sorted(branch_of.snapshots)))}.")
+                kept = ", ".join(map(str, sorted(branch_of.snapshots)))
+                raise ValueError(f"{branch_of.label} keeps no snapshot of epoch {from_epoch}: "
+                                 + (f"pick one of {kept}." if kept else "it cannot be branched."))
             fixed = {name: getattr(branch_of.config, name) for name in ("model", "hidden_size", "num_layers",
                                                                           "dtype", "seed")}
             config = dataclasses.replace(config, **fixed)
             prepared, data = branch_of.prepared, branch_of.data
-            if config.epochs <= from_epoch:
-                config = dataclasses.replace(config, epochs=from_epoch + branch_of.config.epochs)
+            store_owner = store_owner if store_owner is not None else branch_of.store_owner
+            config = dataclasses.replace(config, epochs=branch_epochs(branch_of, from_epoch, config.epochs)).validate()
         with self._lock:
             active = [r for r in self._runs.values() if r.active]
             if any(r.owner == owner for r in active):
@@ -384,7 +396,7 @@ class RunRegistry:
                       parent_number=branch_of.number if branch_of is not None else None)
             self._runs[run.run_id] = run
             self._prune()
-        run.data = data
+        run.data, run.store_owner = data, store_owner
         run.parent_store_id = branch_of.store_id if branch_of is not None else None
         if self.cluster is not None and data is not None:
             target, args = _work_on_cluster, (run, self.cluster, self.store, store_owner)

@@ -484,7 +484,8 @@ class StoredRun:
 
     @property
     def config(self) -> dict:
-        return _read_json(self.path / "config.json")
+        config = _read_json(self.path / "config.json")
+        return config if isinstance(config, dict) else {}
 
     @property
     def history_frame(self) -> pd.DataFrame:
@@ -552,7 +553,8 @@ def list_runs(store=None, owner: str | None = None, sweep: str | None = None) ->
         if not (path.is_dir() and _RUN_ID.match(path.name)):
             continue
         meta = _read_json(path / "meta.json")
-        if meta and (sweep is None or meta.get("sweep") == sweep):
+        # a folder whose meta.json is not this run's (hand-edited, half-copied) is passed over, not fatal
+        if isinstance(meta, dict) and meta.get("id") == path.name and (sweep is None or meta.get("sweep") == sweep):
             runs.append(StoredRun(path, meta))
     return sorted(runs, key=lambda run: run.run_id, reverse=True)
 

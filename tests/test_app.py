@@ -418,3 +418,47 @@ def test_the_store_lists_cli_runs_and_opens_them(page, tmp_path):
     opened = _current_run(page)
     assert opened.store_id == run_id and opened.result is not None and len(opened.history) == 2
     assert not page.exception
+
+
+def _cli_run(tmp_path, *flags):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / f"cli{len(list(tmp_path.iterdir()))}"
+    done = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--epochs", "1", "--hidden-size", "4",
+                           "--store", os.environ["RNNLAB_STORE"], "--out", str(out), *flags],
+                          capture_output=True, text=True, cwd=Path(APP).parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_review_fixes_stored_runs_settings_owner_and_sweeps(page, tmp_path):
+    import os
+
+    from rnnlab.store import list_runs
+
+    _cli_run(tmp_path, "--lr", "0.003", "--name", "odd lr")
+    _cli_run(tmp_path, "--name", "plain")
+    ids = {run.name: run.run_id for run in list_runs(os.environ["RNNLAB_STORE"])}
+    page.run()
+    for name in ("odd lr", "plain"):  # opening one stored run after another: no widget-state traceback
+        page.selectbox(key="stored_pick").set_value(ids[name]).run()
+        page.button(key="open_stored").click().run()
+        assert not page.exception and _current_run(page).store_id == ids[name]
+    page.selectbox(key="show_run").set_value(_current_run(page).run_id)
+    page.selectbox(key="stored_pick").set_value(ids["odd lr"]).run()
+    page.button(key="open_stored").click().run()
+    page.slider(key="lookback").set_value(9).run()  # differ, then load the run's settings back
+    page.button(key="load_settings").click().run()
+    assert page.slider(key="lookback").value == 7 and not page.exception
+    assert any("Not loaded" in c.value and "lr 0.003" in c.value for c in page.caption)  # 0.003 is no lr step
+    # a sweep line that is not "name = values" is refused in a sentence, nothing starts
+    page.text_area(key="sweep_space").set_value("nonsense")
+    page.button(key="start_sweep").click().run()
+    assert any("'nonsense' is not a setting line" in e.value for e in page.error)
+    assert not page.session_state["experiments"] if "experiments" in page.session_state else True
+    # an owner key of another shape than the server issues is replaced, not trusted
+    other = AppTest.from_file(APP, default_timeout=60)
+    other.query_params["owner"] = "x" * 20 + ".evil"
+    other.run()
+    assert other.query_params["owner"] != "x" * 20 + ".evil" and not other.exception

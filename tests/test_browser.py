@@ -265,7 +265,9 @@ def test_stop_is_in_view_enabled_and_effective_while_the_history_table_is_live(s
     for name, element in (("progress bar", page.get_by_test_id("stProgress").first), ("Stop", stop)):
         box = element.bounding_box()
         assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 900, f"{name} out of view: {box}"
-    assert re.search(r"^#1 LSTM .*epoch \d+ of 200", _progress_text(page))
+    # the first run of a fresh server may first say it waits for a worker process to start
+    assert re.search(r"^#1 LSTM .*(epoch \d+ of 200|waiting for a worker process)", _progress_text(page))
+    page.get_by_text(re.compile(r"^#1 LSTM .*epoch \d+ of 200")).first.wait_for(timeout=30_000)
 
     # the history table follows the run: "queued" only while no worker has started it (the cluster's
     # first run waits for its workers), then "running" with an epoch count that grows

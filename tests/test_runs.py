@@ -155,5 +155,5 @@ def test_a_branch_is_a_new_run_that_continues_its_parent(seattle_prepared):
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in same.history] == \
         [{k: v for k, v in r.items() if k != "seconds"} for r in parent.history]
     assert same.settings_row()["branch of"] == "#1 at epoch 2" and same.number == 2
-    with pytest.raises(CapacityError, match="no snapshot of epoch 9"):
+    with pytest.raises(ValueError, match="no snapshot of epoch 9"):
         registry.start(owner, TrainConfig(), seattle_prepared, branch_of=parent, from_epoch=9)

@@ -128,3 +128,16 @@ def test_a_cli_run_is_listed_with_its_files(tmp_path):
     assert run.file("model.safetensors") == (tmp_path / "out" / "model.safetensors").read_bytes()
     assert pd.read_csv(run.path / "history.csv").shape == pd.read_csv(tmp_path / "out" / "history.csv").shape
     assert store.runs_table([run]).loc[0, "name"] == "from the CLI"
+
+
+def test_a_folder_with_a_foreign_meta_or_config_is_passed_over_not_fatal(tmp_path):
+    from rnnlab.store import list_runs, new_run_id
+
+    good, odd = tmp_path / new_run_id(), tmp_path / new_run_id()
+    for folder in (good, odd):
+        folder.mkdir()
+    (good / "meta.json").write_text(json.dumps({"id": good.name, "status": "completed"}))
+    (good / "config.json").write_text("[1, 2]")  # valid JSON, not an object
+    (odd / "meta.json").write_text(json.dumps({"status": "completed"}))  # no id
+    runs = list_runs(tmp_path)
+    assert [run.run_id for run in runs] == [good.name] and runs[0].config == {} and runs[0].row()["model"] is None
