@@ -250,6 +250,7 @@ def test_stop_is_in_view_enabled_and_effective_while_the_history_table_is_live(s
     """Trust 1, 19, 20: Train brings progress into view at 1440x900, Stop works, the run history is live."""
     page = _open(browser, server_url, height=900)
     _set_slider(page, "Epochs", 200)
+    _set_slider(page, "Batch size", 8)  # ~40 s of training: a worker process trains batch-64 epochs in ~0.04 s
     _set_slider(page, "Early-stopping patience (epochs)", 0)  # no early stop: only Stop ends this run
 
     page.get_by_role("button", name="Train", exact=True).click()
@@ -349,26 +350,26 @@ def test_the_run_shown_after_a_second_run_is_the_second(server_url, browser, tmp
 def test_refreshing_the_browser_mid_run_finds_the_run_and_its_settings(server_url, browser):
     """Trust 5, 23: a reload mid-run re-attaches to the run, and the sidebar shows that run's settings."""
     page = _open(browser, server_url)
-    _set_slider(page, "Epochs", 80)
+    _set_slider(page, "Epochs", 300)
     _set_slider(page, "Batch size", 8)  # slow epochs: workers train fast
     _set_slider(page, "Early-stopping patience (epochs)", 0)  # nothing but Stop ends the run
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text(re.compile(r"epoch \d+ of 80")).first.wait_for(timeout=20_000)
+    page.get_by_text(re.compile(r"epoch \d+ of 300")).first.wait_for(timeout=20_000)
     assert "run=" in page.url and "owner=" in page.url
     page.reload()
     # re-attached while the run still trains: the progress and an enabled Stop are back
-    page.get_by_text(re.compile(r"^#1 LSTM .*batch 8: epoch \d+ of 80")).first.wait_for(timeout=20_000)
+    page.get_by_text(re.compile(r"^#1 LSTM .*batch 8: epoch \d+ of 300")).first.wait_for(timeout=20_000)
     stop = _stop_button(page)
     assert stop.is_enabled()
     page.screenshot(path=str(ARTIFACTS / "b5-reloaded-mid-run.png"))
     # a new browser session, yet the sidebar shows the run's settings, not the defaults (30 and 64)
-    assert _slider(page, "Epochs").get_attribute("aria-valuetext") == "80"
+    assert _slider(page, "Epochs").get_attribute("aria-valuetext") == "300"
     assert _slider(page, "Batch size").get_attribute("aria-valuetext") == "8"
-    # Stop works after the reload too (and saves waiting for 80 epochs)
+    # Stop works after the reload too (and saves waiting for 300 epochs)
     stop.click()
     page.get_by_text(re.compile(r"^#1 LSTM .*batch 8: Stopped during epoch")).first.wait_for(timeout=10_000)
     time.sleep(1.0)
-    assert _slider(page, "Epochs").get_attribute("aria-valuetext") == "80"
+    assert _slider(page, "Epochs").get_attribute("aria-valuetext") == "300"
     assert _slider(page, "Batch size").get_attribute("aria-valuetext") == "8"
     assert page.get_by_text("The settings on screen differ").count() == 0
     page.screenshot(path=str(ARTIFACTS / "b5-reloaded-run-ended.png"))
