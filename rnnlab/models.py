@@ -194,18 +194,6 @@ class RecurrentModel:
                 out[f"layer{k}.{name}"] = np.ascontiguousarray(values.transpose(2, 0, 1))
         return out
 
-    def gate_activations(self, x) -> dict[str, np.ndarray]:
-        """Gate activations of a forward pass: ``"l{k}.{gate}"`` -> (batch, lookback, H).
-
-        LSTM gates i, f, g, o; GRU gates r, z, n; the plain RNN has none (empty dict).
-        """
-        _, _, caches = self._forward(x)
-        out = {}
-        for k, cache in enumerate(caches):
-            for gate, values in layers.gate_activations(self.kind, cache).items():
-                out[f"l{k}.{gate}"] = np.ascontiguousarray(values.transpose(2, 0, 1))
-        return out
-
 
 def create_model(kind, input_size, hidden_size, num_layers=1, seed=0, dtype="float64",
                  output_size=1) -> RecurrentModel:

@@ -188,14 +188,15 @@ def test_float32_runs_the_same_maths_in_single_precision(kind):
 def test_gate_activations_are_exposed_per_layer_and_gate(kind):
     model = rnnlab.create_model(kind, 3, 5, num_layers=2, seed=1)
     x, _ = _random_batch(batch=4, lookback=6)
-    gates = model.gate_activations(x)
-    names = {"lstm": "ifgo", "gru": "rzn"}[kind]
-    assert set(gates) == {f"l{k}.{g}" for k in range(2) for g in names}
-    for name, values in gates.items():
+    states = model.states(x)
+    names = {"lstm": "ifgoch", "gru": "rznh"}[kind]
+    assert set(states) == {f"layer{k}.{g}" for k in range(2) for g in names}
+    for name, values in states.items():
         assert values.shape == (4, 6, 5)
-        low = -1 if name.endswith((".g", ".n")) else 0  # tanh gates vs sigmoid gates
-        assert values.min() >= low and values.max() <= 1
-    assert rnnlab.create_model("rnn", 3, 5).gate_activations(x) == {}
+        low = -1 if name.endswith((".g", ".n", ".h", ".c")) else 0  # tanh-valued vs sigmoid gates
+        if not name.endswith(".c"):  # the cell state is unbounded
+            assert values.min() >= low and values.max() <= 1
+    assert set(rnnlab.create_model("rnn", 3, 5).states(x)) == {"layer0.h"}
 
 
 def test_bad_arguments_get_readable_errors():
