@@ -375,7 +375,8 @@ def settings_differences(run) -> list[str]:
         if current[key] != wanted[key]:
             label = spec(DataSettings if key in ("lookback", "horizon") else TrainConfig, key)["label"]
             differences.append(f"{label.lower()} {wanted[key]} → {current[key]}")
-    if name != run.prepared.source_name or (prepared is not None and prepared.source_sha256 != run.prepared.source_sha256):
+    # the same bytes are the same data, whatever the file was called (the store keeps it under its hash)
+    if prepared is None or prepared.source_sha256 != run.prepared.source_sha256:
         differences.append(f"data {run.prepared.source_name} → {name or 'none'}")
     elif target is not None and target != run.prepared.target:
         differences.append(f"target {run.prepared.target} → {target}")
@@ -911,7 +912,9 @@ experiments_running = any(not e.done for e in st.session_state.get("experiments"
 
 @st.fragment(run_every=POLL_SECONDS if experiments_running else None)
 def experiments_panel():
-    with st.expander("Experiments: seed bands and sweeps on the cluster", expanded=experiments_running):
+    # open while the session has experiments, so one that has just ended stays in view
+    with st.expander("Experiments: seed bands and sweeps on the cluster",
+                     expanded=experiments_running or bool(st.session_state.get("experiments"))):
         band_column, sweep_column = st.columns(2)
         with band_column:
             st.markdown("**Seed band**: the sidebar's settings trained with seeds 0…N−1 in parallel, to see "

@@ -678,7 +678,7 @@ def parallel_coordinates_figure(trials: pd.DataFrame, settings: list[str], objec
     scores = done[objective].astype(float)
     label = objective + (f" ({_squared(unit)})" if unit else "")
     dimensions.append(dict(label=label, values=scores))
-    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(color=scores, colorscale="Viridis_r",
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(color=scores, colorscale="Viridis",
                                                                       showscale=True, colorbar=dict(title=""))))
     figure.update_layout(title=f"{len(done)} trials: settings and {objective} (darker is better)",
                          **{**_LAYOUT, "height": 420, "hovermode": "closest", "margin": dict(l=70, r=60, t=80, b=40)})

@@ -434,7 +434,8 @@ class RunRegistry:
             run = Run(secrets.token_urlsafe(16), owner, number, config, prepared, status=stored.status,
                       message=stored.message, history=history, best_epoch=int(stored.meta.get("best_epoch") or 0),
                       snapshots=snapshots, model=model, result=result, data=data, store_id=stored.run_id)
-            run.started = run.finished = time.time()
+            run.finished = time.time()
+            run.started = run.finished - sum(float(r.get("seconds") or 0.0) for r in history)  # its training time
             self._runs[run.run_id] = run
             self._prune()
         return run
