@@ -18,7 +18,11 @@ process dies, however it dies.
 
 Progress without a shared disk. The task logs Dask events on the topic ``rnnlab-run-<run id>``:
 ``{"kind": "started", ...}`` once, ``{"kind": "batch", "epoch", "batches_done"}`` at most every
-``BATCH_EVENT_INTERVAL`` seconds and ``{"kind": "epoch", "record": {...}}`` after every epoch. The
+``BATCH_EVENT_INTERVAL`` seconds and ``{"kind": "epochs", "records": [{...}, ...]}`` with the epochs
+finished since the last one: at once when epochs are slower than ``EPOCH_EVENT_INTERVAL``, otherwise
+gathered, so an epoch reaches the page within that interval (and every one before the task returns).
+A tiny sweep trial finishes an epoch every ~15 ms; one message per epoch cost the scheduler and the
+submitting process more CPU than the parallelism gained on 2 cores (benchmarks/bench_sweep.py). The
 holder subscribes to the topic before it submits, so each event reaches ``ClusterRun`` (and the
 run's store writer) as it happens; ``client.get_events(topic)`` replays the last 1000 of them.
 
@@ -48,6 +52,7 @@ SCHEDULER_ENV = "RNNLAB_SCHEDULER"
 TOPIC_PREFIX = "rnnlab-run-"
 STOP_PREFIX = "rnnlab-stop-"
 BATCH_EVENT_INTERVAL = 0.5  # seconds between "batch" progress events: a progress bar, not a flood of messages
+EPOCH_EVENT_INTERVAL = 0.25  # seconds an epoch record may wait to share an event with the next ones
 LAUNCH_TIMEOUT = 120.0  # seconds for the launcher's cluster to come up
 WORKER_DIED = ("The worker process training this run died (it was killed or ran out of memory), so the run "
                "ended here; its finished epochs are kept and the next run gets a fresh worker.")
@@ -178,12 +183,20 @@ def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dic
             last_sent[0] = now
             worker.log_event(topic, {"kind": "batch", "epoch": epoch[0], "batches_done": done})
 
+    pending: list[dict] = []
     try:
         for record in trainer.iter_epochs(stop, on_batch=on_batch):
-            worker.log_event(topic, {"kind": "epoch", "record": _plain(record)})
+            pending.append(_plain(record))
             epoch[0] = record["epoch"] + 1
+            now = time.monotonic()
+            if now - last_sent[0] >= EPOCH_EVENT_INTERVAL:
+                last_sent[0] = now
+                worker.log_event(topic, {"kind": "epochs", "records": pending})
+                pending = []
     finally:
         stop.close()
+        if pending:
+            worker.log_event(topic, {"kind": "epochs", "records": pending})
     return artifacts_from_trainer(trainer, prepared)
 
 
@@ -232,15 +245,16 @@ class ClusterRun:
         elif kind == "batch":
             with self.lock:
                 self.batches_done = message["batches_done"]
-        elif kind == "epoch":
+        elif kind == "epochs":
+            records = message["records"]
             with self.lock:
                 if self._done.is_set():
                     return
-                self.history.append(message["record"])
+                self.history.extend(records)
                 self.batches_done = 0
             if self.writer is not None:
                 with self._write_lock:
-                    self.writer.epoch(message["record"])
+                    self.writer.epochs(records)
 
     def _on_done(self, future):
         """The task ended: keep its artifacts, or fail the run with a sentence."""

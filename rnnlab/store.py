@@ -334,9 +334,13 @@ class RunWriter:
 
     def epoch(self, record: dict) -> None:
         """One more finished epoch: history.csv is rewritten with it, atomically."""
-        if self.closed:
+        self.epochs([record])
+
+    def epochs(self, records: list[dict]) -> None:
+        """Finished epochs that arrived together: history.csv is rewritten once with them, atomically."""
+        if self.closed or not records:
             return
-        self.history.append(dict(record))
+        self.history.extend(dict(record) for record in records)
         write_atomic(self.path / "history.csv", self._csv.text(self.history))
         self.meta["epochs_done"] = len(self.history)
         # meta.json's heartbeat at most every HEARTBEAT seconds: each rewrite is a rename, ~0.5 ms here

@@ -51,8 +51,9 @@ def test_a_run_trains_on_a_worker_and_the_submitter_writes_the_store(holder, tmp
     assert run.status == "completed" and run.worker in holder.worker_pids()
     assert [r["epoch"] for r in run.history] == [1, 2, 3] and len(artifacts.safetensors) > 0
     # every epoch arrived as an event before the end, and the store holds what the worker returned
-    kinds = [event["kind"] for event in holder.progress(writer.run_id)]
-    assert kinds[0] == "started" and kinds.count("epoch") == 3
+    events = holder.progress(writer.run_id)
+    kinds = [event["kind"] for event in events]
+    assert kinds[0] == "started" and sum(len(e["records"]) for e in events if e["kind"] == "epochs") == 3
     stored = store.open_run(tmp_path, writer.run_id)
     assert stored.status == "completed" and len(stored.history) == 3
     assert stored.file("model.safetensors") == artifacts.safetensors
@@ -60,6 +61,18 @@ def test_a_run_trains_on_a_worker_and_the_submitter_writes_the_store(holder, tmp
     assert stored.meta["worker"] == run.worker  # the worker that trained it is on record
     snapshot = run.snapshot()
     assert snapshot["fraction"] == 1.0 and snapshot["epochs_done"] == 3
+
+
+def test_fast_epochs_share_events_and_every_epoch_arrives_in_order(holder, tmp_path):
+    # an RNN with 2 units trains an epoch in milliseconds: one message an epoch would flood the scheduler
+    config = TrainConfig(model="rnn", hidden_size=2, epochs=40, patience=0, seed=1)
+    writer = _writer(tmp_path, config)
+    run = holder.submit(writer.run_id, DATA, SETTINGS, config.to_dict(), writer=writer)
+    run.wait(60)
+    batches = [event["records"] for event in holder.progress(writer.run_id) if event["kind"] == "epochs"]
+    assert [record["epoch"] for records in batches for record in records] == list(range(1, 41))
+    assert len(batches) < 40
+    assert [row["epoch"] for row in store.open_run(tmp_path, writer.run_id).history] == list(range(1, 41))
 
 
 def test_stop_reaches_the_worker_within_a_batch(holder, tmp_path):
