@@ -32,6 +32,7 @@ from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
 
 MAX_UPLOAD_MB = 10  # also server.maxUploadSize in .streamlit/config.toml
+LIVE_CHART_SECONDS = 2.0  # the live charts redraw at most this often (the progress bar at every poll)
 POLL_SECONDS = 0.75  # the live panel redraws more than once a second without starving the training thread
 VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard", "X-ray"]
 XRAY_PARTS = ["Gradient check", "Gates", "Saliency", "Rewind and branch"]
@@ -407,20 +408,49 @@ def draw_status(run, snap):
         getattr(st, level)(f"{run.label}: {snap['message']} ({snap['elapsed']:.1f} s). {sentence}")
 
 
+def live_figures(run, snap) -> dict:
+    """The live charts of a training run, rebuilt at most every LIVE_CHART_SECONDS (and only when an epoch
+    arrived): in between the page sends the same figures, which the browser does not draw again. Drawing
+    four changed charts at every poll kept a browser tab busy enough to slow the training beside it."""
+    history, now = snap["history"], time.monotonic()
+    cached = st.session_state.get("_live_figures")
+    if cached and cached["run"] == run.run_id and (cached["epochs"] == len(history)
+                                                   or now - cached["at"] < LIVE_CHART_SECONDS):
+        return cached["figures"]
+    unit = unit_of(run.prepared.target)
+    live = {"loss": figures.loss_figure(history, target_unit=unit),
+            "weights": figures.weight_change_figure(history),
+            "gradients": figures.gradient_figure(history, run.config.grad_clip),
+            "flow": figures.gradient_flow_figure(history)}
+    if snap.get("live_predictions") is not None:
+        p = run.prepared
+        window = p.windows["validation"]
+        live["predictions"] = figures.live_predictions_figure(
+            p.dates_val, window["actual"][:, 0], window["persistence"][:, 0], snap["live_predictions"], p.target,
+            unit, epoch=history[-1]["epoch"])
+    st.session_state["_live_figures"] = {"run": run.run_id, "epochs": len(history), "at": now, "figures": live}
+    return live
+
+
 def draw_views(run, snap):
     """The shown run's views: every live chart at once while it trains, then the chosen view."""
     history = snap["history"]
     unit = unit_of(run.prepared.target)
     view = st.segmented_control("View", VIEWS, default="Loss", key="view", label_visibility="collapsed") or "Loss"
-    if snap["status"] in ACTIVE and history and view in ("Loss", "Weight change", "Gradients"):
+    if snap["status"] in ACTIVE and history and view in ("Loss", "Predictions", "Weight change", "Gradients"):
         # training runs on a worker process, so the page can afford every live chart at once
-        st.caption("Live: loss, weight change and gradients at once; predictions, scores and the X-ray come "
-                   "when the run ends.")
-        left, right = st.columns(2)
-        left.plotly_chart(figures.loss_figure(history, target_unit=unit), key="live_loss_chart")
-        right.plotly_chart(figures.gradient_figure(history, run.config.grad_clip), key="live_gradient_chart")
-        left.plotly_chart(figures.weight_change_figure(history), key="live_weight_chart")
-        right.plotly_chart(figures.gradient_flow_figure(history), key="live_flow_chart")
+        st.caption(f"Live: loss, validation forecasts, weight change and gradients at once, redrawn at most every "
+                   f"{LIVE_CHART_SECONDS:g} s; the test-day predictions, scores and the X-ray come when the run ends.")
+        live = live_figures(run, snap)
+        top_left, top_right = st.columns(2)
+        top_left.plotly_chart(live["loss"], key="live_loss_chart")
+        if "predictions" in live:
+            top_right.plotly_chart(live["predictions"], key="live_predictions_chart")
+        bottom_left, bottom_right = st.columns(2)
+        bottom_left.plotly_chart(live["weights"], key="live_weight_chart")
+        bottom_right.plotly_chart(live["gradients"], key="live_gradient_chart")
+        if view == "Gradients":
+            st.plotly_chart(live["flow"], key="live_flow_chart")
         return
     if not history and snap["status"] not in ACTIVE:
         if snap["batch_losses"]:

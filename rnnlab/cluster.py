@@ -56,6 +56,7 @@ EPOCH_EVENT_INTERVAL = 0.25  # seconds an epoch record may wait to share an even
 LAUNCH_TIMEOUT = 120.0  # seconds for the launcher's cluster to come up
 WORKER_DIED = ("The worker process training this run died (it was killed or ran out of memory), so the run "
                "ended here; its finished epochs are kept and the next run gets a fresh worker.")
+WORKER_NICENESS = 10  # a LocalCluster's workers yield the CPU to the web server and the browser (see _serve)
 _PREPARED_CACHE_SIZE = 4  # prepared data sets kept per worker (a sweep's trials share one)
 
 
@@ -144,6 +145,14 @@ class _StopFlag:
         self._done.set()
 
 
+def _epochs_event(records: list[dict], trainer) -> dict:
+    """The "epochs" event: the records, and the latest epoch's lead-1 validation forecasts (float32 is
+    plenty for a chart, and halves the message)."""
+    predictions = trainer.validation_predictions
+    return {"kind": "epochs", "records": records,
+            "predictions": None if predictions is None else predictions.astype("float32").tolist()}
+
+
 def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dict | None = None,
                load_options: dict | None = None):
     """Train one run on a Dask worker and return its ``RunArtifacts``.
@@ -191,12 +200,12 @@ def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dic
             now = time.monotonic()
             if now - last_sent[0] >= EPOCH_EVENT_INTERVAL:
                 last_sent[0] = now
-                worker.log_event(topic, {"kind": "epochs", "records": pending})
+                worker.log_event(topic, _epochs_event(pending, trainer))
                 pending = []
     finally:
         stop.close()
         if pending:
-            worker.log_event(topic, {"kind": "epochs", "records": pending})
+            worker.log_event(topic, _epochs_event(pending, trainer))
     return artifacts_from_trainer(trainer, prepared)
 
 
@@ -213,6 +222,7 @@ class ClusterRun:
         self.run_id, self.epochs_total, self.writer = run_id, epochs_total, writer
         self.status, self.message = "queued", ""
         self.history: list[dict] = []
+        self.live_predictions: list[float] | None = None  # lead-1 validation forecasts of the latest epoch
         self.batches_done, self.batches_per_epoch = 0, 0
         self.worker: str | None = None
         self.result = None
@@ -252,6 +262,8 @@ class ClusterRun:
                     return
                 self.history.extend(records)
                 self.batches_done = 0
+                if message.get("predictions") is not None:
+                    self.live_predictions = message["predictions"]
             if self.writer is not None:
                 with self._write_lock:
                     self.writer.epochs(records)
@@ -306,6 +318,7 @@ class ClusterRun:
             history, status, message = list(self.history), self.status, self.message
             batches_done, batches_per_epoch = self.batches_done, self.batches_per_epoch
             started, finished = self.started, self.finished
+            live_predictions = self.live_predictions
         elapsed = ((finished or time.time()) - started) if started else 0.0
         done = len(history)
         fraction = (done + (batches_done / batches_per_epoch if batches_per_epoch else 0)) / max(self.epochs_total, 1)
@@ -314,7 +327,7 @@ class ClusterRun:
         return {"status": status, "message": message, "history": history, "epochs_done": done,
                 "epochs_total": self.epochs_total, "elapsed": elapsed, "remaining": remaining,
                 "fraction": min(1.0, fraction), "batches_done": batches_done,
-                "batches_per_epoch": batches_per_epoch, "worker": self.worker}
+                "batches_per_epoch": batches_per_epoch, "worker": self.worker, "live_predictions": live_predictions}
 
 
 def _failure_sentence(error: BaseException) -> str:
@@ -491,6 +504,22 @@ def _close_holders():
 
 
 # -- the launcher: python -m rnnlab.cluster --workers N ---------------------------------------------------------
+def dask_setup(worker) -> None:
+    """Dask calls this in every worker of the launcher's LocalCluster (the module is a preload): lower
+    the worker's CPU priority by ``WORKER_NICENESS``.
+
+    The cluster shares the machine with the page: on 2 cores two training workers plus the Streamlit
+    server plus a browser want more CPU than there is, and at equal priority every page froze for seconds
+    (benchmarks/bench_app.py: progress gaps 2-2.6 s, a new visitor's first chart after 14 s). A
+    niced worker loses nothing while the page idles and gives way while it draws. A cluster started
+    elsewhere (``RNNLAB_SCHEDULER``) is left as its owner configured it.
+    """
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not allowed here: train at the usual priority
+        pass
+
+
 def _serve(n_workers: int) -> None:
     """Run a LocalCluster until stdin ends (the parent closed it, or died); print its address first."""
     import dask
@@ -507,9 +536,10 @@ def _serve(n_workers: int) -> None:
                      "distributed.scheduler.worker-saturation": 1.0,
                      "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
                                                              "OPENBLAS_NUM_THREADS": 1}})
-    # workers import the training code when they start, not during a user's first run
+    # workers import the training code when they start, not during a user's first run; rnnlab.cluster's
+    # dask_setup lowers their priority
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, preload=["rnnlab.store", "rnnlab.train", "rnnlab.evaluate"]) as cluster:
+                      dashboard_address=None, preload=["rnnlab.cluster", "rnnlab.store", "rnnlab.train", "rnnlab.evaluate"]) as cluster:
         print(cluster.scheduler_address, flush=True)
         sys.stdin.read()
 

@@ -240,6 +240,18 @@ def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", s
     return figure
 
 
+def live_predictions_figure(dates, actual, persistence, predicted, target: str, unit: str = "",
+                            epoch: int | None = None) -> go.Figure:
+    """The validation days' lead-1 forecasts by the weights of the latest epoch, while a run trains:
+    the predictions chart of a finished run, on the validation dates."""
+    frame = pd.DataFrame({"split": "validation", "date": dates, "actual": actual, "persistence": persistence,
+                          "predicted": predicted})
+    figure = predictions_figure(frame, target, unit, split="validation")
+    after = f" after epoch {epoch}" if epoch else ""
+    figure.update_layout(title=f"{target}: validation forecasts{after}, 1 day ahead")
+    return figure
+
+
 def residuals_figure(predictions: pd.DataFrame, target: str, unit: str = "", split: str = "test",
                      lead: int = 1) -> go.Figure:
     """Forecast error (actual − predicted) over time for the model and persistence, and their spread."""

@@ -65,6 +65,7 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
     _downloads: dict = field(default_factory=dict)
+    live_predictions: object = None  # lead-1 validation forecasts (target units) of the latest epoch
 
     @property
     def label(self) -> str:
@@ -105,6 +106,7 @@ class Run:
             status, message = self.status, self.message
             batches_done, batches_per_epoch = self.batches_done, self.batches_per_epoch
             batch_losses = list(self.batch_losses)
+            live_predictions = self.live_predictions
         elapsed = (self.finished or time.time()) - self.started if self.started else 0.0
         done = len(history)
         total = self.config.epochs
@@ -114,7 +116,7 @@ class Run:
         remaining = per_epoch * (total - done) if per_epoch and status in ACTIVE else 0.0
         return {"status": status, "message": message, "history": history, "epochs_done": done,
                 "epochs_total": total, "elapsed": elapsed, "remaining": remaining,
-                "fraction": min(1.0, fraction), "batch_losses": batch_losses}
+                "fraction": min(1.0, fraction), "batch_losses": batch_losses, "live_predictions": live_predictions}
 
     def verdict(self) -> tuple[str, str]:
         """(level, sentence) about how the finished model did against the baselines on the test days.
@@ -252,6 +254,7 @@ def _work(run: Run) -> None:
             with run.lock:
                 run.history.append(record)
                 run.batches_done = 0
+                run.live_predictions = trainer.validation_predictions
         result = evaluate(trainer.model, run.prepared, coverage=run.config.coverage) if trainer.history else None
         with run.lock:
             run.result, run.model, run.best_epoch = result, trainer.model, trainer.best_epoch
@@ -317,7 +320,7 @@ def _work_on_cluster(run: Run, holder, store, store_owner) -> None:
         while not submitted.done:
             snap = submitted.snapshot()
             with run.lock:
-                run.history = snap["history"]
+                run.history, run.live_predictions = snap["history"], snap["live_predictions"]
                 run.batches_done, run.batches_per_epoch = snap["batches_done"], snap["batches_per_epoch"]
                 if snap["status"] == "running" and run.status == "queued":
                     run.status, run.started = "running", time.time()

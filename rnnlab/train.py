@@ -94,6 +94,9 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.history: list[dict] = []
         self.batch_losses: list[float] = []
+        # lead-1 forecasts of the validation days (target units) by the weights of the last epoch, for a
+        # live predictions chart; None before the first epoch ends
+        self.validation_predictions: np.ndarray | None = None
         self.batches_per_epoch = -(-prepared.count("train") // config.batch_size)
         self.status = "not started"
         self.message = ""
@@ -146,13 +149,18 @@ class Trainer:
                 self.snapshots = {epoch: self.snapshot(epoch)}
 
     def _validation_loss(self) -> float:
-        """Scaled MSE over the validation windows and their lead days, gathered a chunk at a time."""
+        """Scaled MSE over the validation windows and their lead days, gathered a chunk at a time (the
+        lead-1 forecasts are kept in ``validation_predictions`` on the way)."""
         prepared = self.prepared
         total, count = 0.0, prepared.count("validation")
+        lead_one = np.empty(count)
         for start in range(0, count, 4096):
             index = np.arange(start, min(start + 4096, count))
-            error = self.model.predict(prepared.inputs("validation", index)) - prepared.targets("validation", index)
+            predicted = self.model.predict(prepared.inputs("validation", index))
+            lead_one[index] = predicted[:, 0]
+            error = predicted - prepared.targets("validation", index)
             total += float(np.sum(error.astype(np.float64) ** 2))
+        self.validation_predictions = prepared.inverse_target(lead_one)
         return total / (count * prepared.horizon)
 
     def iter_epochs(self, stop_event: threading.Event | None = None, on_batch=None):

@@ -5,11 +5,14 @@ the polling fragment reruns. ``poll`` reruns just the fragments, as ``run_every`
 so a control drawn outside the fragment (and frozen there) fails these tests as it fails a user.
 """
 
+import base64
 import dataclasses
+import json
 import time
 from pathlib import Path
 from unittest.mock import patch
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.local_script_runner import LocalScriptRunner
@@ -32,6 +35,13 @@ def poll(at):
     with patch.object(LocalScriptRunner, "request_rerun", fragment_only):
         at.run()
     return at
+
+
+def _plotly_array(values) -> np.ndarray:
+    """A trace's data as an array: plotly writes a plain list, or base64 bytes ("bdata") for NumPy input."""
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values, dtype=float)
 
 
 @pytest.fixture
@@ -124,8 +134,14 @@ def test_stop_is_enabled_while_the_fragment_polls_and_ends_the_run_within_a_batc
     assert not stop.disabled
     assert any("epoch" in p.proto.text for p in page.get("progress"))
     live = " ".join(c.proto.spec for c in page.get("plotly_chart"))
-    assert all(title in live for title in ("Loss per epoch", "Weight change per matrix",
-                                           "Global gradient norm", "Gradient reaching each day"))  # all at once
+    # all at once: loss, the validation days' forecasts of the latest epoch, weight change and gradients
+    assert all(title in live for title in ("Loss per epoch", "validation forecasts after epoch",
+                                           "Weight change per matrix", "Global gradient norm"))
+    forecasts = next(json.loads(c.proto.spec) for c in page.get("plotly_chart")
+                     if "validation forecasts after epoch" in c.proto.spec)
+    model_line = next(t for t in forecasts["data"] if t["name"] == "model")
+    predicted = _plotly_array(model_line["y"])
+    assert len(predicted) == run.prepared.count("validation") and np.isfinite(predicted).all()
     stop.click()
     poll(page)
     deadline = time.time() + 5
