@@ -291,13 +291,15 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
                            mode="lines+markers", line=dict(color=color), row=1, col=1)
         figure.add_scatter(x=epochs, y=[r["relative_change"][name] for r in history], name=label, legendgroup=name,
                            showlegend=False, mode="lines+markers", line=dict(color=color), row=1, col=2)
-    # room between the chart title and the two panel titles
+    # room between the chart title and the two panel titles, and on the right for the right panel's axis,
+    # which sits on the right: on its left side its title ran into its tick labels in a half-width column
     figure.update_layout(title="Weight change per matrix",
-                         **{**_LAYOUT, "height": 440, "legend": _LEGEND_BELOW, "margin": {**_LAYOUT["margin"], "t": 90}})
+                         **{**_LAYOUT, "height": 440, "legend": _LEGEND_BELOW,
+                            "margin": {**_LAYOUT["margin"], "t": 90, "r": 70}})
     _epoch_axis(figure, epochs)
     updates = [r["update_norms"][name] for r in history for name in weight_matrices(history)]
     figure.update_yaxes(title_text="‖Δθ‖ over the epoch (L2 norm)", **_log_ticks(updates), row=1, col=1)
-    figure.update_yaxes(title_text="‖θ − θ₀‖ / ‖θ₀‖ (%)", row=1, col=2)
+    figure.update_yaxes(title_text="‖θ − θ₀‖ / ‖θ₀‖ (%)", side="right", row=1, col=2)
     return figure
 
 
@@ -686,14 +688,22 @@ def parallel_coordinates_figure(trials: pd.DataFrame, settings: list[str], objec
             dimensions.append(dict(label=f"{name} (log)", values=logs, tickvals=ticks,
                                    ticktext=[_log_tick_text(10.0**t) for t in ticks]))
         else:
-            dimensions.append(dict(label=name, values=numeric.astype(float)))
+            values = numeric.astype(float)
+            choices = sorted(values.unique())
+            axis = dict(label=name, values=values, tickformat=".4g")
+            if len(choices) <= 8:  # a list of choices (hidden_size = 16,32,64): ticks at those values only
+                axis.update(tickvals=choices, ticktext=[f"{v:g}" for v in choices])
+            dimensions.append(axis)
     scores = done[objective].astype(float)
     label = objective + (f" ({_squared(unit)})" if unit else "")
-    dimensions.append(dict(label=label, values=scores))
-    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=dict(color=scores, colorscale="Viridis",
-                                                                      showscale=True, colorbar=dict(title=""))))
+    dimensions.append(dict(label=label, values=scores, tickformat=".3g"))
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, labelfont=dict(size=13), rangefont=dict(size=1, color="rgba(0,0,0,0)"),
+                                    line=dict(color=scores, colorscale="Viridis", showscale=True,
+                                              colorbar=dict(title=dict(text=_squared(unit) or "score", side="right"),
+                                                            thickness=14, x=1.04))))
+    # the title needs its own room above the axis names, and the colour bar beside the last axis
     figure.update_layout(title=f"{len(done)} trials: settings and {objective} (darker is better)",
-                         **{**_LAYOUT, "height": 420, "hovermode": "closest", "margin": dict(l=70, r=60, t=80, b=40)})
+                         **{**_LAYOUT, "height": 440, "hovermode": "closest", "margin": dict(l=70, r=90, t=110, b=40)})
     return figure
 
 
