@@ -193,13 +193,14 @@ def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dic
             worker.log_event(topic, {"kind": "batch", "epoch": epoch[0], "batches_done": done})
 
     pending: list[dict] = []
+    epochs_sent = 0.0  # its own clock: a batch event just before an epoch ends must not hold that epoch back
     try:
         for record in trainer.iter_epochs(stop, on_batch=on_batch):
             pending.append(_plain(record))
             epoch[0] = record["epoch"] + 1
             now = time.monotonic()
-            if now - last_sent[0] >= EPOCH_EVENT_INTERVAL:
-                last_sent[0] = now
+            if now - epochs_sent >= EPOCH_EVENT_INTERVAL:
+                epochs_sent = now
                 worker.log_event(topic, _epochs_event(pending, trainer))
                 pending = []
     finally:

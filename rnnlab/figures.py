@@ -685,7 +685,8 @@ def parallel_coordinates_figure(trials: pd.DataFrame, settings: list[str], objec
         elif name in log_settings:
             logs = np.log10(numeric.astype(float))
             ticks = np.arange(math.floor(logs.min()), math.ceil(logs.max()) + 1)
-            dimensions.append(dict(label=f"{name} (log)", values=logs, tickvals=ticks,
+            # the axis spans whole decades, so every tick is on it (the data's own span may hold none)
+            dimensions.append(dict(label=f"{name} (log)", values=logs, tickvals=ticks, range=[ticks[0], ticks[-1]],
                                    ticktext=[_log_tick_text(10.0**t) for t in ticks]))
         else:
             values = numeric.astype(float)
@@ -697,13 +698,15 @@ def parallel_coordinates_figure(trials: pd.DataFrame, settings: list[str], objec
     scores = done[objective].astype(float)
     label = objective + (f" ({_squared(unit)})" if unit else "")
     dimensions.append(dict(label=label, values=scores, tickformat=".3g"))
-    figure = go.Figure(go.Parcoords(dimensions=dimensions, labelfont=dict(size=13), rangefont=dict(size=1, color="rgba(0,0,0,0)"),
+    # the axis names below the axes: above them they collided with the top tick in a narrow column
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, labelside="bottom", labelfont=dict(size=13),
+                                    rangefont=dict(size=1, color="rgba(0,0,0,0)"),
                                     line=dict(color=scores, colorscale="Viridis", showscale=True,
                                               colorbar=dict(title=dict(text=_squared(unit) or "score", side="right"),
                                                             thickness=14, x=1.04))))
-    # the title needs its own room above the axis names, and the colour bar beside the last axis
+    # room for the axis names below the axes, and for the colour bar beside the last axis
     figure.update_layout(title=f"{len(done)} trials: settings and {objective} (darker is better)",
-                         **{**_LAYOUT, "height": 440, "hovermode": "closest", "margin": dict(l=70, r=90, t=110, b=40)})
+                         **{**_LAYOUT, "height": 440, "hovermode": "closest", "margin": dict(l=70, r=90, t=80, b=70)})
     return figure
 
 

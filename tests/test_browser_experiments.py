@@ -153,8 +153,11 @@ def test_start_a_seed_band_and_a_sweep_watch_them_live_and_open_a_trial(server_u
         has=page.get_by_test_id("stButton").get_by_role("button", name="Open", exact=True))
     assert open_row.count() == 2  # the band's and the sweep's
     picker = open_row.first.get_by_role("combobox", name="Open a finished run as the shown run")
+    picker.scroll_into_view_if_needed()  # at the viewport's bottom edge its list may not open
+    _wait_idle(page)
     picker.click()
     options = page.get_by_role("option")
+    options.first.wait_for(timeout=10_000)  # the list opens a moment after the click
     names = [options.nth(i).inner_text() for i in range(options.count())]
     assert names == ["trial 1, seed 0", "trial 2, seed 0", "trial 3, seed 0"], names
     options.nth(2).click()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab import store
-from rnnlab.cluster import WORKER_DIED, ClusterHolder, get_cluster
+from rnnlab.cluster import EPOCH_EVENT_INTERVAL, WORKER_DIED, ClusterHolder, get_cluster
 from rnnlab.config import DataSettings, TrainConfig
 from rnnlab.tables import DEFAULT_DATA_PATH
 
@@ -73,6 +73,22 @@ def test_fast_epochs_share_events_and_every_epoch_arrives_in_order(holder, tmp_p
     assert [record["epoch"] for records in batches for record in records] == list(range(1, 41))
     assert len(batches) < 40
     assert [row["epoch"] for row in store.open_run(tmp_path, writer.run_id).history] == list(range(1, 41))
+
+
+def test_a_slow_epoch_is_sent_as_soon_as_it_ends(holder, tmp_path):
+    # batch events go out every 0.5 s meanwhile; none of them may hold a finished slow epoch back
+    config = TrainConfig(hidden_size=128, batch_size=4, epochs=2, patience=0, seed=3)  # ~1 s epochs
+    writer = _writer(tmp_path, config)
+    run = holder.submit(writer.run_id, DATA, DataSettings(lookback=30).to_dict(), config.to_dict(), writer=writer)
+    run.wait(120)
+    events = [event["records"] for event in holder.progress(writer.run_id) if event["kind"] == "epochs"]
+    slow = 0
+    for records in events:
+        for position, record in enumerate(records):
+            if record["seconds"] >= EPOCH_EVENT_INTERVAL:  # it ended at least an interval after the last send
+                assert position == len(records) - 1, f"epoch {record['epoch']} waited for a later one"
+                slow += 1
+    assert slow >= 1, "no epoch was slow enough to test"
 
 
 def test_stop_reaches_the_worker_within_a_batch(holder, tmp_path):
