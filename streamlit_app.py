@@ -32,7 +32,8 @@ from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
 
 MAX_UPLOAD_MB = 10  # also server.maxUploadSize in .streamlit/config.toml
-LIVE_CHART_SECONDS = 2.0  # the live charts redraw at most this often (the progress bar at every poll)
+LIVE_CHART_SECONDS = 2.0  # the live charts redraw at most this often (the progress bar at every poll) ...
+LIVE_CHART_MAX_SECONDS = 10.0  # ... and at least this often, however late the browser's polls come
 POLL_SECONDS = 0.75  # the live panel redraws more than once a second without starving the training thread
 VIEWS = ["Loss", "Predictions", "Weight change", "Gradients", "Scoreboard", "X-ray"]
 XRAY_PARTS = ["Gradient check", "Gates", "Saliency", "Rewind and branch"]
@@ -408,14 +409,30 @@ def draw_status(run, snap):
         getattr(st, level)(f"{run.label}: {snap['message']} ({snap['elapsed']:.1f} s). {sentence}")
 
 
-def live_figures(run, snap) -> dict:
-    """The live charts of a training run, rebuilt at most every LIVE_CHART_SECONDS (and only when an epoch
-    arrived): in between the page sends the same figures, which the browser does not draw again. Drawing
-    four changed charts at every poll kept a browser tab busy enough to slow the training beside it."""
+def live_chart_interval() -> float:
+    """Seconds between redraws of the live charts, paced by the browser: the page asks for a poll every
+    POLL_SECONDS, so polls that come late mean the browser (or the machine) is busy, and the charts then
+    redraw less often (up to LIVE_CHART_MAX_SECONDS) until the polls are on time again. With two sessions
+    training on 2 cores, chart redraws were what made each page's refreshes late."""
+    pace = st.session_state.setdefault("_live_pace", {"last": None, "interval": LIVE_CHART_SECONDS})
+    now = time.monotonic()
+    if pace["last"] is not None:
+        since = now - pace["last"]
+        if since > 1.4 * POLL_SECONDS:
+            pace["interval"] = min(LIVE_CHART_MAX_SECONDS, pace["interval"] * 1.5)
+        elif since < 1.2 * POLL_SECONDS:
+            pace["interval"] = max(LIVE_CHART_SECONDS, pace["interval"] * 0.9)
+    pace["last"] = now
+    return pace["interval"]
+
+
+def live_figures(run, snap, interval: float) -> dict:
+    """The live charts of a training run, rebuilt at most every ``interval`` seconds (and only when an
+    epoch arrived): in between the page sends the same figures, which the browser does not draw again.
+    Drawing four changed charts at every poll kept a browser tab busy enough to slow the training beside it."""
     history, now = snap["history"], time.monotonic()
     cached = st.session_state.get("_live_figures")
-    if cached and cached["run"] == run.run_id and (cached["epochs"] == len(history)
-                                                   or now - cached["at"] < LIVE_CHART_SECONDS):
+    if cached and cached["run"] == run.run_id and (cached["epochs"] == len(history) or now - cached["at"] < interval):
         return cached["figures"]
     unit = unit_of(run.prepared.target)
     live = {"loss": figures.loss_figure(history, target_unit=unit),
@@ -439,9 +456,11 @@ def draw_views(run, snap):
     view = st.segmented_control("View", VIEWS, default="Loss", key="view", label_visibility="collapsed") or "Loss"
     if snap["status"] in ACTIVE and history and view in ("Loss", "Predictions", "Weight change", "Gradients"):
         # training runs on a worker process, so the page can afford every live chart at once
-        st.caption(f"Live: loss, validation forecasts, weight change and gradients at once, redrawn at most every "
-                   f"{LIVE_CHART_SECONDS:g} s; the test-day predictions, scores and the X-ray come when the run ends.")
-        live = live_figures(run, snap)
+        interval = live_chart_interval()
+        st.caption(f"Live: loss, validation forecasts, weight change and gradients at once, redrawn every "
+                   f"{interval:.0f} s or so (less often when the browser falls behind); the test-day predictions, "
+                   "scores and the X-ray come when the run ends.")
+        live = live_figures(run, snap, interval)
         top_left, top_right = st.columns(2)
         top_left.plotly_chart(live["loss"], key="live_loss_chart")
         if "predictions" in live:

@@ -45,6 +45,7 @@ def unit_of(column: str) -> str:
     return KNOWN_UNITS.get(column, "")
 
 
+MARKER_LIMIT = 40  # epochs up to which the per-epoch charts mark every point
 _LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=50, b=50),
                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), hovermode="x unified")
 
@@ -114,6 +115,12 @@ def _epoch_axis(figure: go.Figure, epochs: list[int]) -> None:
     _count_axis(figure, min(epochs), max(epochs), "epoch")
 
 
+def _epoch_mode(epochs) -> str:
+    """Markers on each epoch's point while there are few of them; lines only past MARKER_LIMIT, where
+    thousands of SVG markers made every live redraw of the page cost the browser far more CPU."""
+    return "lines+markers" if len(epochs) <= MARKER_LIMIT else "lines"
+
+
 def _empty(title: str, message: str) -> go.Figure:
     figure = go.Figure()
     figure.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#666"))
@@ -158,10 +165,10 @@ def loss_figure(history: list[dict], log_y: bool = False, target_unit: str = "",
         return _empty("Loss", "No epochs recorded.")
     epochs = [r["epoch"] for r in history]
     figure = go.Figure()
-    figure.add_scatter(x=epochs, y=[r["train_loss"] for r in history], name="train", mode="lines+markers",
+    figure.add_scatter(x=epochs, y=[r["train_loss"] for r in history], name="train", mode=_epoch_mode(epochs),
                        line=dict(color=COLORS["train"]))
     unit = f" {_squared(target_unit)}" if target_unit else ""
-    figure.add_scatter(x=epochs, y=[r["val_loss"] for r in history], name="validation", mode="lines+markers",
+    figure.add_scatter(x=epochs, y=[r["val_loss"] for r in history], name="validation", mode=_epoch_mode(epochs),
                        line=dict(color=COLORS["validation"]),
                        customdata=[r["val_mse"] for r in history],
                        hovertemplate=f"%{{y:.4f}} (MSE %{{customdata:.2f}}{unit})<extra>validation</extra>")
@@ -288,9 +295,9 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
         color = PALETTE[index % len(PALETTE)]
         label = param_label(name)
         figure.add_scatter(x=epochs, y=[r["update_norms"][name] for r in history], name=label, legendgroup=name,
-                           mode="lines+markers", line=dict(color=color), row=1, col=1)
+                           mode=_epoch_mode(epochs), line=dict(color=color), row=1, col=1)
         figure.add_scatter(x=epochs, y=[r["relative_change"][name] for r in history], name=label, legendgroup=name,
-                           showlegend=False, mode="lines+markers", line=dict(color=color), row=1, col=2)
+                           showlegend=False, mode=_epoch_mode(epochs), line=dict(color=color), row=1, col=2)
     # room between the chart title and the two panel titles, and on the right for the right panel's axis,
     # which sits on the right: on its left side its title ran into its tick labels in a half-width column
     figure.update_layout(title="Weight change per matrix",
@@ -311,7 +318,7 @@ def gradient_figure(history: list[dict], grad_clip: float = 0.0) -> go.Figure:
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_bar(x=epochs, y=[100 * r["clipped_fraction"] for r in history], name="steps clipped (%)",
                    marker_color=COLORS["clipped"], secondary_y=True)
-    figure.add_scatter(x=epochs, y=[r["grad_norm_mean"] for r in history], name="mean norm", mode="lines+markers",
+    figure.add_scatter(x=epochs, y=[r["grad_norm_mean"] for r in history], name="mean norm", mode=_epoch_mode(epochs),
                        line=dict(color=COLORS["train"]), secondary_y=False)
     figure.add_scatter(x=epochs, y=[r["grad_norm_max"] for r in history], name="max norm", mode="lines",
                        line=dict(color=COLORS["train"], dash="dash"), secondary_y=False)
@@ -373,7 +380,7 @@ def runs_overlay_figure(histories: Mapping[str, list[dict]], log_y: bool = False
     figure = go.Figure()
     for index, (label, history) in enumerate(histories.items()):
         figure.add_scatter(x=[r["epoch"] for r in history], y=[r["val_mse"] for r in history], name=label,
-                           mode="lines+markers", line=dict(color=PALETTE[index % len(PALETTE)]),
+                           mode=_epoch_mode(history), line=dict(color=PALETTE[index % len(PALETTE)]),
                            hovertemplate=f"%{{y:.4g}} {squared if unit else ''}")
     title = f"Validation MSE of {target}, chosen runs" if target else "Validation MSE of the chosen runs"
     # run labels are long: the legend goes below the chart, clear of the title
@@ -654,7 +661,7 @@ def seed_band_figure(histories: list[list[dict]], columns=("val_mse",), *, unit:
                            line=dict(width=0, color=color), fill="tonexty",
                            fillcolor=f"rgba({red}, {green}, {blue}, 0.2)", customdata=frame["max"],
                            hovertemplate="%{y:.4g} to %{customdata:.4g}")
-        figure.add_scatter(x=frame["epoch"], y=frame["mean"], name=f"{label} mean", mode="lines+markers",
+        figure.add_scatter(x=frame["epoch"], y=frame["mean"], name=f"{label} mean", mode=_epoch_mode(frame),
                            line=dict(color=color), customdata=runs,
                            hovertemplate="mean %{y:.4g} over %{customdata} runs")
         values += frame["min"].tolist() + frame["max"].tolist()

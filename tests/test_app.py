@@ -8,6 +8,7 @@ so a control drawn outside the fragment (and frozen there) fails these tests as 
 import base64
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from unittest.mock import patch
@@ -151,6 +152,34 @@ def test_stop_is_enabled_while_the_fragment_polls_and_ends_the_run_within_a_batc
     assert "Stopped during epoch" in run.message
     _wait_for_end(page, run)
     assert run.result is not None and len(page.get("download_button")) == 4
+
+
+def _chart_interval(page) -> int:
+    caption = next(c.value for c in page.caption if c.value.startswith("Live:"))
+    return int(re.search(r"redrawn every (\d+) s", caption).group(1))
+
+
+def test_live_charts_redraw_less_often_while_the_browser_falls_behind(page):
+    page.slider(key="epochs").set_value(300)
+    page.slider(key="patience").set_value(0)
+    page.select_slider(key="hidden_size").set_value(64)
+    page.button(key="train").click().run()
+    run = _current_run(page)
+    deadline = time.time() + 30
+    while not run.snapshot()["history"] and time.time() < deadline:
+        time.sleep(0.05)
+    poll(page)
+    assert _chart_interval(page) == 2  # polls on time: every 2 s
+    for _ in range(3):  # polls that come 1.5 s apart instead of 0.75 s: a busy browser
+        time.sleep(1.5)
+        poll(page)
+    slowed = _chart_interval(page)
+    assert slowed >= 4
+    for _ in range(6):  # on time again: back towards every 2 s
+        poll(page)
+    assert _chart_interval(page) < slowed
+    page.button(key="stop").click()
+    poll(page)
 
 
 def test_stop_in_epoch_one_keeps_the_initial_weights_and_says_so(page):
