@@ -409,21 +409,13 @@ def draw_status(run, snap):
         getattr(st, level)(f"{run.label}: {snap['message']} ({snap['elapsed']:.1f} s). {sentence}")
 
 
-def live_chart_interval() -> float:
-    """Seconds between redraws of the live charts, paced by the browser: the page asks for a poll every
-    POLL_SECONDS, so polls that come late mean the browser (or the machine) is busy, and the charts then
-    redraw less often (up to LIVE_CHART_MAX_SECONDS) until the polls are on time again. With two sessions
-    training on 2 cores, chart redraws were what made each page's refreshes late."""
-    pace = st.session_state.setdefault("_live_pace", {"last": None, "interval": LIVE_CHART_SECONDS})
-    now = time.monotonic()
-    if pace["last"] is not None:
-        since = now - pace["last"]
-        if since > 1.4 * POLL_SECONDS:
-            pace["interval"] = min(LIVE_CHART_MAX_SECONDS, pace["interval"] * 1.5)
-        elif since < 1.2 * POLL_SECONDS:
-            pace["interval"] = max(LIVE_CHART_SECONDS, pace["interval"] * 0.9)
-    pace["last"] = now
-    return pace["interval"]
+def live_chart_interval(run) -> float:
+    """Seconds between redraws of the live charts, paced by the browser (``figures.LivePace``): polls that
+    come late mean the browser or the machine is busy, and the charts then redraw less often. With two
+    sessions training on 2 cores, chart redraws were what made each page's refreshes late."""
+    pace = st.session_state.setdefault("_live_pace", figures.LivePace(POLL_SECONDS, LIVE_CHART_SECONDS,
+                                                                      LIVE_CHART_MAX_SECONDS))
+    return pace.tick(time.monotonic(), run.run_id)
 
 
 def live_figures(run, snap, interval: float) -> dict:
@@ -456,7 +448,7 @@ def draw_views(run, snap):
     view = st.segmented_control("View", VIEWS, default="Loss", key="view", label_visibility="collapsed") or "Loss"
     if snap["status"] in ACTIVE and history and view in ("Loss", "Predictions", "Weight change", "Gradients"):
         # training runs on a worker process, so the page can afford every live chart at once
-        interval = live_chart_interval()
+        interval = live_chart_interval(run)
         st.caption(f"Live: loss, validation forecasts, weight change and gradients at once, redrawn every "
                    f"{interval:.0f} s or so (less often when the browser falls behind); the test-day predictions, "
                    "scores and the X-ray come when the run ends.")
@@ -465,6 +457,8 @@ def draw_views(run, snap):
         top_left.plotly_chart(live["loss"], key="live_loss_chart")
         if "predictions" in live:
             top_right.plotly_chart(live["predictions"], key="live_predictions_chart")
+        else:  # a branch before its own first epoch
+            top_right.info("The validation forecasts appear when this run's first epoch ends.")
         bottom_left, bottom_right = st.columns(2)
         bottom_left.plotly_chart(live["weights"], key="live_weight_chart")
         bottom_right.plotly_chart(live["gradients"], key="live_gradient_chart")

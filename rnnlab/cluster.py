@@ -18,9 +18,10 @@ process dies, however it dies.
 
 Progress without a shared disk. The task logs Dask events on the topic ``rnnlab-run-<run id>``:
 ``{"kind": "started", ...}`` once, ``{"kind": "batch", "epoch", "batches_done"}`` at most every
-``BATCH_EVENT_INTERVAL`` seconds and ``{"kind": "epochs", "records": [{...}, ...]}`` with the epochs
-finished since the last one: at once when epochs are slower than ``EPOCH_EVENT_INTERVAL``, otherwise
-gathered, so an epoch reaches the page within that interval (and every one before the task returns).
+``BATCH_EVENT_INTERVAL`` seconds and ``{"kind": "epochs", "records": [{...}, ...], "predictions"}``
+with the epochs finished since the last one and the newest one's validation forecasts (for the live
+chart): at once when epochs are slower than ``EPOCH_EVENT_INTERVAL``, otherwise gathered, so an epoch
+leaves within that interval and a batch (and every one before the task returns).
 A tiny sweep trial finishes an epoch every ~15 ms; one message per epoch cost the scheduler and the
 submitting process more CPU than the parallelism gained on 2 cores (benchmarks/bench_sweep.py). The
 holder subscribes to the topic before it submits, so each event reaches ``ClusterRun`` (and the
@@ -145,12 +146,35 @@ class _StopFlag:
         self._done.set()
 
 
-def _epochs_event(records: list[dict], trainer) -> dict:
-    """The "epochs" event: the records, and the latest epoch's lead-1 validation forecasts (float32 is
-    plenty for a chart, and halves the message)."""
-    predictions = trainer.validation_predictions
-    return {"kind": "epochs", "records": records,
-            "predictions": None if predictions is None else predictions.astype("float32").tolist()}
+class _EpochSender:
+    """The "epochs" events of a run: ``{"kind": "epochs", "records": [...], "predictions": [...]}``.
+
+    Records wait at most EPOCH_EVENT_INTERVAL to share an event (``send_if_due`` runs after every epoch
+    and every batch), so a slow epoch goes out as soon as it ends and fast ones go out a few at a time.
+    "predictions" are the lead-1 validation forecasts of the newest record's epoch, taken when it was
+    added: a run that diverges in its next validation pass must not send that pass's NaNs with it.
+    """
+
+    def __init__(self, worker, topic: str):
+        self._worker, self._topic = worker, topic
+        self._pending: list[dict] = []
+        self._predictions = None
+        self._sent = 0.0  # its own clock: a batch event just before an epoch ends must not hold that epoch back
+
+    def add(self, record: dict, predictions) -> None:
+        self._pending.append(_plain(record))
+        self._predictions = None if predictions is None else predictions.tolist()
+
+    def send_if_due(self, now: float) -> None:
+        if self._pending and now - self._sent >= EPOCH_EVENT_INTERVAL:
+            self.send(now)
+
+    def send(self, now: float | None = None) -> None:
+        if self._pending:
+            self._worker.log_event(self._topic, {"kind": "epochs", "records": self._pending,
+                                                 "predictions": self._predictions})
+            self._pending = []
+            self._sent = time.monotonic() if now is None else now
 
 
 def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dict | None = None,
@@ -185,28 +209,23 @@ def train_task(run_id: str, data, data_settings: dict, config: dict, resume: dic
     stop = _StopFlag(run_id)
     epoch = [trainer.start_epoch]
     last_sent = [0.0]
+    epochs = _EpochSender(worker, topic)
 
     def on_batch(done):
         now = time.monotonic()
+        epochs.send_if_due(now)  # an epoch waiting for company goes out within the interval, whatever comes next
         if now - last_sent[0] >= BATCH_EVENT_INTERVAL:
             last_sent[0] = now
             worker.log_event(topic, {"kind": "batch", "epoch": epoch[0], "batches_done": done})
 
-    pending: list[dict] = []
-    epochs_sent = 0.0  # its own clock: a batch event just before an epoch ends must not hold that epoch back
     try:
         for record in trainer.iter_epochs(stop, on_batch=on_batch):
-            pending.append(_plain(record))
+            epochs.add(record, trainer.validation_predictions)
             epoch[0] = record["epoch"] + 1
-            now = time.monotonic()
-            if now - epochs_sent >= EPOCH_EVENT_INTERVAL:
-                epochs_sent = now
-                worker.log_event(topic, _epochs_event(pending, trainer))
-                pending = []
+            epochs.send_if_due(time.monotonic())
     finally:
         stop.close()
-        if pending:
-            worker.log_event(topic, _epochs_event(pending, trainer))
+        epochs.send()
     return artifacts_from_trainer(trainer, prepared)
 
 
@@ -225,6 +244,7 @@ class ClusterRun:
         self.history: list[dict] = []
         self.live_predictions: list[float] | None = None  # lead-1 validation forecasts of the latest epoch
         self.batches_done, self.batches_per_epoch = 0, 0
+        self._batch_epoch = 0  # the epoch the last "batch" event counted batches of
         self.worker: str | None = None
         self.result = None
         self.future = None
@@ -255,14 +275,15 @@ class ClusterRun:
                     self.writer.started(history=message.get("history"), worker=message["worker"])
         elif kind == "batch":
             with self.lock:
-                self.batches_done = message["batches_done"]
+                self.batches_done, self._batch_epoch = message["batches_done"], message.get("epoch", 0)
         elif kind == "epochs":
             records = message["records"]
             with self.lock:
                 if self._done.is_set():
                     return
                 self.history.extend(records)
-                self.batches_done = 0
+                if records[-1]["epoch"] >= self._batch_epoch:  # not a count of the epoch after these
+                    self.batches_done = 0
                 if message.get("predictions") is not None:
                     self.live_predictions = message["predictions"]
             if self.writer is not None:

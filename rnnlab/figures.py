@@ -247,6 +247,35 @@ def predictions_figure(predictions: pd.DataFrame, target: str, unit: str = "", s
     return figure
 
 
+class LivePace:
+    """How often a page redraws its live charts, paced by its browser.
+
+    The page asks for a poll every ``poll`` seconds; ``tick(now, run_id)`` is called at each one and returns
+    the seconds between chart redraws: ``fastest`` while polls come on time, growing by half at each poll
+    that comes more than 40% late (the browser, or the machine, is busy drawing) up to ``slowest``, and
+    shrinking by a tenth at each poll on time again. A gap of more than 3 polls is a pause (the view was
+    elsewhere, or no run trained), not lateness; a new run starts at ``fastest``.
+    """
+
+    def __init__(self, poll: float, fastest: float = 2.0, slowest: float = 10.0):
+        self.poll, self.fastest, self.slowest = poll, fastest, slowest
+        self.interval = fastest
+        self._last: float | None = None
+        self._run = None
+
+    def tick(self, now: float, run_id=None) -> float:
+        if run_id != self._run:
+            self._run, self._last, self.interval = run_id, None, self.fastest
+        if self._last is not None:
+            since = now - self._last
+            if 1.4 * self.poll < since <= 3 * self.poll:
+                self.interval = min(self.slowest, self.interval * 1.5)
+            elif since < 1.2 * self.poll:
+                self.interval = max(self.fastest, self.interval * 0.9)
+        self._last = now
+        return self.interval
+
+
 def live_predictions_figure(dates, actual, persistence, predicted, target: str, unit: str = "",
                             epoch: int | None = None) -> go.Figure:
     """The validation days' lead-1 forecasts by the weights of the latest epoch, while a run trains:

@@ -170,14 +170,10 @@ def test_live_charts_redraw_less_often_while_the_browser_falls_behind(page):
         time.sleep(0.05)
     poll(page)
     assert _chart_interval(page) == 2  # polls on time: every 2 s
-    for _ in range(3):  # polls that come 1.5 s apart instead of 0.75 s: a busy browser
-        time.sleep(1.5)
+    for _ in range(3):  # polls that come ~1.4 s apart instead of 0.75 s: a busy browser (> 3 polls: a pause)
+        time.sleep(1.2)
         poll(page)
-    slowed = _chart_interval(page)
-    assert slowed >= 4
-    for _ in range(6):  # on time again: back towards every 2 s
-        poll(page)
-    assert _chart_interval(page) < slowed
+    assert _chart_interval(page) >= 4  # (the way back is tested on figures.LivePace with a clock of its own)
     page.button(key="stop").click()
     poll(page)
 

@@ -313,3 +313,19 @@ def test_backtest_figure_shows_each_fold_with_mean_and_spread():
     assert mean.y0 == pytest.approx(0.2) and band.y1 - band.y0 == pytest.approx(2 * 0.1)
     assert "± " in figure.layout.annotations[0].text
     assert "persistence MSE" in _names(figures.backtest_figure(folds, "model_mse"))
+
+
+def test_live_charts_slow_down_while_polls_come_late_and_recover_when_they_are_on_time():
+    pace = figures.LivePace(poll=0.75, fastest=2.0, slowest=10.0)
+    clock = iter([0.0, 0.75, 1.5, 3.0, 4.5, 6.0, 7.5, 9.0])  # on time, on time, then 1.5 s apart
+    intervals = [pace.tick(next(clock), "run") for _ in range(8)]
+    assert intervals[:3] == [2.0, 2.0, 2.0]
+    assert intervals[3:] == pytest.approx([3.0, 4.5, 6.75, 10.0, 10.0])  # capped at the slowest
+    now = 9.0
+    for _ in range(40):  # on time again
+        now += 0.75
+        back = pace.tick(now, "run")
+    assert back == 2.0
+    assert pace.tick(now + 60.0, "run") == 2.0  # a long pause is not lateness
+    pace.tick(now + 61.5, "run")
+    assert pace.tick(now + 62.25, "other run") == 2.0  # a new run starts at the fastest
