@@ -26,7 +26,7 @@ from rnnlab.errors import DataError, SeriesChoiceError, WeightsError
 from rnnlab.figures import unit_of
 from rnnlab.runs import ACTIVE, CapacityError, RunRegistry, branch_epochs, shared_registry, split_comparable
 from rnnlab.store import is_public, open_run, save_data
-from rnnlab.sweep import Sweep, metric_summary, parse_space, seed_band
+from rnnlab.sweep import Sweep, metric_summary, parse_space_text, seed_band
 from rnnlab.tables import DATE_FORMATS, DEFAULT_DATA_PATH, default_target, load_csv
 from rnnlab.weights_io import evaluate_saved_run, load_run
 from rnnlab.windows import prepare
@@ -873,19 +873,8 @@ def start_experiment(kind: str) -> None:
             experiment = seed_band(registry.cluster, registry.store, data, prepared.settings().to_dict(),
                                    current_config().to_dict(), int(s.band_seeds), **options)
         else:
-            lines = [line for line in s.sweep_space.splitlines() if line.strip()]
-            bad = next((line for line in lines if "=" not in line), None)
-            if bad is not None:
-                raise ValueError(f"'{bad.strip()}' is not a setting line: write name = values, like hidden_size = 16,32.")
-            texts = dict(line.split("=", 1) for line in lines)
-            texts = {k.strip().replace("-", "_").replace(" ", "_"): v.strip() for k, v in texts.items()}
-            data_fields = [f.name for f in dataclasses.fields(DataSettings)]
-            unknown = [k for k in texts if k not in TRAIN_FIELDS and k not in data_fields]
-            if unknown:
-                raise ValueError(f"{unknown[0]!r} is not a setting: use names like {', '.join(TRAIN_FIELDS[:5])}, "
-                                 "lookback.")
-            fixed_data, fixed_train, space = parse_space(texts, prepared.settings().to_dict(),
-                                                         current_config().to_dict())
+            fixed_data, fixed_train, space = parse_space_text(s.sweep_space, prepared.settings().to_dict(),
+                                                              current_config().to_dict())
             experiment = Sweep(registry.cluster, registry.store, data, space, fixed_data=fixed_data,
                                fixed_train=fixed_train, search=s.sweep_search, trials=int(s.sweep_trials),
                                **options)

@@ -127,6 +127,31 @@ def parse_setting(name: str, text: str):
     return values[0] if len(values) == 1 else Choice(values)
 
 
+def parse_space_text(text: str, fixed_data: dict | None = None, fixed_train: dict | None = None):
+    """``parse_space`` for settings written one a line, ``name = values`` (the dashboard's sweep box):
+
+        hidden_size = 16,32
+        lr = 1e-4:1e-2
+
+    Blank lines are skipped; names may use dashes or spaces for underscores (``hidden-size``). A line
+    without ``=`` or a name that is no setting raises SettingError with a sentence saying what to write.
+    """
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        raise SettingError("Write at least one setting to sweep, one a line, like hidden_size = 16,32.")
+    texts = {}
+    for line in lines:
+        if "=" not in line:
+            raise SettingError(f"'{line.strip()}' is not a setting line: write name = values, like hidden_size = 16,32.")
+        name, values = line.split("=", 1)
+        name = name.strip().replace("-", "_").replace(" ", "_")
+        if name not in _fields():
+            raise SettingError(f"{name!r} is not a setting: use names like hidden_size, lr, model, optimizer, "
+                               "num_layers, lookback.")
+        texts[name] = values.strip()
+    return parse_space(texts, fixed_data, fixed_train)
+
+
 def parse_space(texts: dict, fixed_data: dict | None = None, fixed_train: dict | None = None):
     """Split settings given as text into (fixed data settings, fixed training settings, swept space).
 

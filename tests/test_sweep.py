@@ -153,3 +153,16 @@ def test_a_stopped_sweep_stops_its_runs(holder, tmp_path):
     assert sweep.status == "stopped" and sweep.message.startswith("Stopped after 2 of 2 trials")
     assert {run.status for run in store.list_runs(tmp_path, sweep=sweep.sweep_id)} <= {"stopped", "completed"}
     assert sweep_status(tmp_path, store.read_sweep(tmp_path, sweep.sweep_id)) == "stopped"
+
+
+def test_the_sweep_box_text_is_parsed_one_setting_a_line():
+    from rnnlab.sweep import parse_space_text
+
+    data, train, space = parse_space_text("hidden-size = 16,32\n\n lr = 1e-4:1e-2 \nepochs = 3\n")
+    assert space["hidden_size"].values == (16, 32) and (space["lr"].low, space["lr"].high) == (1e-4, 1e-2)
+    assert train["epochs"] == 3 and "epochs" not in space
+    for text, words in (("hidden_size 16,32", "is not a setting line"), ("hidden = 16,32", "'hidden' is not a setting"),
+                        ("  \n ", "Write at least one setting"), ("lr = 5", "learning")):
+        with pytest.raises(SettingError) as raised:
+            parse_space_text(text)
+        assert words.lower() in str(raised.value).lower(), (text, str(raised.value))
