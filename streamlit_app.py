@@ -548,17 +548,10 @@ def draw_scoreboard(run, unit):
 @st.cache_resource(max_entries=4, show_spinner=False)
 def backtest_results(key: str, _table, _data_settings, _config, folds: int):
     """Folds of a rolling-origin backtest, each an independent task on the cluster (in parallel)."""
-    from rnnlab.backtest import backtest_fold, fold_rows
+    from rnnlab.backtest import backtest
 
-    fold_rows(len(_table.frame), _data_settings, folds)  # refuse impossible settings before any training
-    if registry.cluster is not None:
-        client = registry.cluster.client
-        futures = [client.submit(backtest_fold, _table, _data_settings, _config, folds, fold, pure=False)
-                   for fold in range(folds)]
-        rows = client.gather(futures)
-    else:
-        rows = [backtest_fold(_table, _data_settings, _config, folds, fold) for fold in range(folds)]
-    return pd.DataFrame(rows)
+    return backtest(_table, _data_settings, _config, folds,
+                    client=registry.cluster.client if registry.cluster is not None else None)
 
 
 def draw_backtest(run):

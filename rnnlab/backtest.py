@@ -82,12 +82,22 @@ def backtest_fold(table, data_settings: DataSettings, config: TrainConfig, folds
 
 
 def backtest(table, data_settings: DataSettings, config: TrainConfig, folds: int,
-             first_origin: float = 0.5, on_fold=None) -> pd.DataFrame:
+             first_origin: float = 0.5, on_fold=None, client=None) -> pd.DataFrame:
     """One row per fold: origin, first/last training and test days, window counts, the test MSE of the
     model and each baseline, skill vs persistence, and the intervals' coverage, width (means over the
-    lead days) and Winkler score beside persistence's; ``on_fold(row)`` is called after each fold."""
+    lead days) and Winkler score beside persistence's; ``on_fold(row)`` is called after each fold.
+
+    client: a Dask client to train the folds on, each an independent task, in parallel (``on_fold`` is
+    then called for each row once all are back); None trains them here, one after another."""
     data_settings, config = data_settings.validate(), config.validate()
     fold_rows(len(table.frame), data_settings, folds, first_origin)  # refuse bad settings before any training
+    if client is not None:
+        futures = [client.submit(backtest_fold, table, data_settings, config, folds, fold, first_origin, pure=False)
+                   for fold in range(folds)]
+        rows = client.gather(futures)
+        for row in rows if on_fold is not None else ():
+            on_fold(row)
+        return pd.DataFrame(rows)
     rows = []
     for fold in range(folds):
         rows.append(backtest_fold(table, data_settings, config, folds, fold, first_origin))

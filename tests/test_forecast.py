@@ -234,6 +234,22 @@ def test_backtest_table_one_row_per_fold(seattle_table):
         backtest(seattle_table, settings, TrainConfig(), folds=0)
 
 
+def test_backtest_folds_on_a_cluster_equal_the_folds_trained_here(seattle_table):
+    from rnnlab.cluster import ClusterHolder
+
+    settings = DataSettings(target="temp_max", lookback=5, horizon=2)
+    config = TrainConfig(model="gru", hidden_size=4, epochs=2)
+    here = backtest(seattle_table, settings, config, folds=2)
+    holder = ClusterHolder(n_workers=2)
+    try:
+        seen = []
+        there = backtest(seattle_table, settings, config, folds=2, client=holder.client, on_fold=seen.append)
+    finally:
+        holder.close()
+    assert len(seen) == 2
+    pd.testing.assert_frame_equal(there, here)  # same seeds, same folds (to 1e-5: the workers use one BLAS thread)
+
+
 # -- the next days ----------------------------------------------------------------------------------------
 def test_next_days_are_the_horizon_days_after_the_last_date_with_intervals(seattle_table):
     prepared = prepare(seattle_table, target="temp_max", lookback=5, horizon=3)
