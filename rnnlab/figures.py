@@ -284,7 +284,9 @@ def live_predictions_figure(dates, actual, persistence, predicted, target: str, 
                           "predicted": predicted})
     figure = predictions_figure(frame, target, unit, split="validation")
     after = f" after epoch {epoch}" if epoch else ""
-    figure.update_layout(title=f"{target}: validation forecasts{after}, 1 day ahead")
+    # a half-width chart: a short title, and the legend below, where it cannot run into the title
+    figure.update_layout(title=f"{target}: validation forecasts{after}", legend=_LEGEND_BELOW)
+    figure.update_yaxes(title_text=f"{target} 1 day ahead" + (f" ({unit})" if unit else ""))
     return figure
 
 
@@ -319,7 +321,7 @@ def weight_change_figure(history: list[dict]) -> go.Figure:
         return _empty("Weight change", "No epochs recorded.")
     epochs = [r["epoch"] for r in history]
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                           subplot_titles=("update size per epoch ‖Δθ‖", "change from initial weights"))
+                           subplot_titles=("update per epoch ‖Δθ‖", "change from the start"))
     for index, name in enumerate(weight_matrices(history)):
         color = PALETTE[index % len(PALETTE)]
         label = param_label(name)
